@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Set up everything the course needs on a Debian machine (as root, or with sudo): system packages,
+# the virtual environment in .venv with requirements.txt, and the FashionMNIST data.
+# Re-runnable: each step is skipped when it is already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(dataset-fashion-mnist chromium chromium-driver)
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== apt-get install ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "== creating $VENV with $($PYTHON --version)"
+  "$PYTHON" -m venv "$VENV"
+fi
+stamp=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$stamp" ]; then
+  echo "== pip install -r requirements.txt (torch installs from local disk in about a minute)"
+  # (pip here warns about local index folders that do not exist: noise, filtered out)
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.txt 2>&1 \
+    | { grep -v -e "^WARNING: Location" -e BuildBackendWarning || true; }
+  "$VENV/bin/pip" check
+  echo "$stamp" > "$VENV/.requirements.sha256"
+fi
+
+echo "== FashionMNIST"
+"$VENV/bin/python" -c "from course_lib.data import prepare_fashion_mnist; print('verified in', prepare_fashion_mnist())"

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(dataset-fashion-mnist chromium chromium-driver)
+APT_PACKAGES=(dataset-fashion-mnist chromium chromium-driver bubblewrap postgresql)
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 

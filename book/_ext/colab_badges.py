@@ -1,0 +1,81 @@
+"""Sphinx extension: ``{colab-badge}`` directive, an "Open in Colab" badge for a notebook of the repository.
+
+The badge URL is built from the one repository setting of ``_config.yml`` (Jupyter Book passes
+``repository.url``, ``branch`` and ``path_to_book`` to the theme as ``repository_url``,
+``repository_branch`` and ``path_to_docs``). The build warns (an error under ``-W``) when the
+notebook does not exist, or when a notebook under ``book/exercises/`` has no badge anywhere.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+from typing import Dict, List
+
+from docutils import nodes
+from sphinx.application import Sphinx
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+logger = logging.getLogger(__name__)
+
+BADGE_IMAGE = "/book/_static/colab-badge.svg"  # "/" = relative to the book root
+EXERCISES_DIR = "book/exercises"
+
+
+def colab_url(theme_options: Dict[str, str], colab_base: str, notebook: str) -> str:
+    """Colab URL of ``notebook`` (a path relative to the book root) in the configured repository."""
+    repo = theme_options["repository_url"].rstrip("/")
+    owner_repo = repo.split("github.com/", 1)[1]
+    branch = theme_options.get("repository_branch", "main")
+    path = posixpath.normpath(posixpath.join(theme_options.get("path_to_docs", "."), notebook))
+    return f"{colab_base.rstrip('/')}/github/{owner_repo}/blob/{branch}/{path}"
+
+
+class ColabBadge(SphinxDirective):
+    """``{colab-badge} book/exercises/x/x.ipynb``: a linked Open-in-Colab badge for that notebook."""
+
+    required_arguments = 1
+
+    def run(self) -> List[nodes.Node]:
+        notebook = self.arguments[0].strip()
+        if not (Path(self.env.srcdir) / notebook).is_file():
+            logger.warning("colab-badge: notebook %s does not exist", notebook, location=self.get_location())
+        options = self.config.html_theme_options
+        colab_base = options.get("launch_buttons", {}).get("colab_url", "https://colab.research.google.com")
+        url = colab_url(options, colab_base, notebook)
+        if not hasattr(self.env, "colab_badges"):
+            self.env.colab_badges = {}
+        self.env.colab_badges.setdefault(self.env.docname, set()).add(notebook)
+        image = nodes.image(uri=BADGE_IMAGE, alt=f"Open {posixpath.basename(notebook)} in Colab")
+        link = nodes.reference("", "", image, refuri=url, classes=["colab-badge"])
+        return [nodes.paragraph("", "", link)]
+
+
+def _purge(app: Sphinx, env, docname: str) -> None:
+    """Forget the badges of a document that is about to be re-read."""
+    getattr(env, "colab_badges", {}).pop(docname, None)
+
+
+def _merge(app: Sphinx, env, docnames, other) -> None:
+    """Merge badges recorded by parallel readers."""
+    env.colab_badges = getattr(env, "colab_badges", {})
+    env.colab_badges.update(getattr(other, "colab_badges", {}))
+
+
+def _check_every_exercise_has_a_badge(app: Sphinx, env) -> None:
+    """Warn about student notebooks that no page links to Colab."""
+    badged = set().union(*getattr(env, "colab_badges", {}).values())
+    for notebook in sorted(Path(env.srcdir).glob(f"{EXERCISES_DIR}/**/*.ipynb")):
+        rel = notebook.relative_to(env.srcdir).as_posix()
+        if ".ipynb_checkpoints" not in rel and rel not in badged:
+            logger.warning("colab-badge: student notebook %s has no Colab badge on any page", rel)
+
+
+def setup(app: Sphinx) -> Dict[str, object]:
+    """Register the directive and the consistency check."""
+    app.add_directive("colab-badge", ColabBadge)
+    app.connect("env-purge-doc", _purge)
+    app.connect("env-merge-info", _merge)
+    app.connect("env-check-consistency", _check_every_exercise_has_a_badge)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True, "env_version": 1}

@@ -1,0 +1,47 @@
+"""Sphinx extension: small fixes of the rendered site.
+
+- Code cells of the solution notebooks are shown without nbgrader's ``### BEGIN/END SOLUTION`` lines.
+- Each inline script is emitted once per page (sphinx-thebe registers its configuration script twice,
+  and the second copy fails with "Identifier 'THEBE_JS_URL' has already been declared").
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+from docutils import nodes
+from sphinx.application import Sphinx
+
+SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+
+
+def strip_solution_markers(app: Sphinx, doctree: nodes.document) -> None:
+    """Drop nbgrader solution-marker lines from every code block of a page."""
+    for block in doctree.findall(nodes.literal_block):
+        text = block.astext()
+        if not any(marker in text for marker in SOLUTION_MARKERS):
+            continue
+        kept = "\n".join(line for line in text.splitlines() if line.strip() not in SOLUTION_MARKERS)
+        block.children = [nodes.Text(kept)]
+        block.rawsource = kept
+
+
+def deduplicate_scripts(app: Sphinx, pagename: str, templatename: str, context: Dict, doctree) -> None:
+    """Keep the first of identical script entries of a page."""
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        # same file and attributes (an inline script's text is its "body" attribute), any priority
+        attributes = getattr(script, "attributes", {}) or {}
+        key = (str(getattr(script, "filename", script) or ""), tuple(sorted((k, str(v)) for k, v in attributes.items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"][:] = unique
+
+
+def setup(app: Sphinx) -> Dict[str, object]:
+    """Connect the fixes."""
+    app.connect("doctree-read", strip_solution_markers)
+    # early: a handler that returns a template name stops the handlers after it
+    app.connect("html-page-context", deduplicate_scripts, priority=999)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

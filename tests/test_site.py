@@ -1,0 +1,256 @@
+"""The course website: built with warnings as errors, free of hidden tests, and working offline in Chromium.
+
+The session fixture builds the site (`jupyter-book build . -W -n --keep-going`, cached: seconds when
+nothing changed); set SITE_SKIP_BUILD=1 to check an existing _build/html instead. Pages are served on
+127.0.0.1 and opened in headless Chromium with every other host unreachable, so MathJax and images
+must come from the site itself. Screenshots of two pages are saved in artifacts/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urldefrag, urljoin
+
+import nbformat
+import pytest
+import torch
+import yaml
+
+from tests.site_helpers import SiteServer, chromium, hidden_test_lines, toc_docnames
+
+REPO = Path(__file__).resolve().parents[1]
+HTML = REPO / "_build" / "html"
+ARTIFACTS = REPO / "artifacts"
+SCREENSHOT_PAGES = {"book/numerical_stability": "site_numerical_stability.png",
+                    "solutions/initialization/initialization": "site_initialization.png"}
+NBGRADER_MARKERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+CONFIG = yaml.safe_load((REPO / "_config.yml").read_text())
+PAGES = toc_docnames(REPO / "_toc.yml")
+
+
+@pytest.fixture(scope="session")
+def site() -> Path:
+    """The built site: built here (incrementally) unless SITE_SKIP_BUILD=1."""
+    if os.environ.get("SITE_SKIP_BUILD") != "1":
+        env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(REPO))
+        jupyter_book = Path(sys.executable).parent / "jupyter-book"
+        proc = subprocess.run([str(jupyter_book), "build", ".", "-W", "-n", "--keep-going"], cwd=REPO,
+                              env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, "the book build failed:\n" + (proc.stdout + proc.stderr)[-6000:]
+    assert (HTML / "index.html").is_file(), "no built site in _build/html"
+    return HTML
+
+
+@pytest.fixture(scope="session")
+def server(site: Path):
+    """An HTTP server for the site on 127.0.0.1 that records the paths it could not serve."""
+    with SiteServer(site) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    """Headless Chromium through /usr/bin/chromedriver, with every host but 127.0.0.1 unreachable."""
+    driver = chromium(tmp_path_factory.mktemp("chromium-profile"))
+    yield driver
+    driver.quit()
+
+
+def test_every_toc_page_is_built(site: Path) -> None:
+    """Each file of the table of contents became an HTML page."""
+    missing = [doc for doc in PAGES if not (site / f"{doc}.html").is_file()]
+    assert not missing, f"pages of _toc.yml not built: {missing}"
+
+
+def test_no_hidden_test_text_anywhere_in_the_site(site: Path) -> None:
+    """No built file holds an nbgrader marker or a line of a hidden test, and no notebook source is published."""
+    sources = sorted((REPO / "solutions").glob("*/*.ipynb"))
+    assert sources, "no solution notebooks in solutions/"
+    hidden = hidden_test_lines(sources, others=[REPO / "book"])
+    assert hidden, "the solution notebooks have no hidden-test lines to look for"
+    published_notebooks = [p.relative_to(site) for p in site.rglob("*.ipynb")]
+    assert not published_notebooks, f"notebook sources are downloadable from the site: {published_notebooks}"
+    assert not (site / "_sources").exists(), "Sphinx copied the page sources into _build/html/_sources"
+    leaks = []
+    for path in (p for p in site.rglob("*") if p.is_file()):
+        text = path.read_bytes().decode("utf-8", errors="ignore")
+        # HTML escapes quotes and angle brackets; compare against the unescaped text too
+        unescaped = text.replace("&quot;", '"').replace("&#39;", "'").replace("&lt;", "<").replace(
+            "&gt;", ">").replace("&amp;", "&")
+        for needle in list(NBGRADER_MARKERS) + sorted(hidden):
+            if needle in text or needle in unescaped:
+                leaks.append(f"{path.relative_to(site)}: {needle!r}")
+    assert not leaks, "hidden-test text in the built site:\n" + "\n".join(leaks[:20])
+
+
+def test_mathjax_bundle_is_the_recorded_one() -> None:
+    """The committed MathJax files match book/_static/mathjax/SHA256SUMS, and the config points at them."""
+    folder = REPO / "book" / "_static" / "mathjax"
+    entries = [line.split(maxsplit=1) for line in (folder / "SHA256SUMS").read_text().splitlines() if line]
+    assert len(entries) > 20, "SHA256SUMS should list the script and its fonts"
+    for digest, name in entries:
+        actual = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        assert actual == digest, f"{name}: sha256 {actual}, recorded {digest}"
+    mathjax_path = CONFIG["sphinx"]["config"]["mathjax_path"]
+    assert not mathjax_path.startswith(("http:", "https:", "//")), "MathJax must not come from a CDN"
+    assert (folder.parent / mathjax_path).is_file()
+    assert not (REPO / "_static").exists(), (
+        "a top-level _static makes Jupyter Book add every .js in the static paths to every page")
+
+
+@pytest.mark.parametrize("doc", PAGES)
+def test_page_references_no_remote_script_or_style(site: Path, doc: str) -> None:
+    """Every script and stylesheet of a page is served by the site itself."""
+    html = (site / f"{doc}.html").read_text()
+    remote = re.findall(r'<script[^>]+src="((?:https?:)?//[^"]+)"', html)
+    remote += re.findall(r'<link[^>]+rel="(?:stylesheet|preload|modulepreload)"[^>]+href="((?:https?:)?//[^"]+)"', html)
+    remote += re.findall(r'<link[^>]+href="((?:https?:)?//[^"]+)"[^>]+rel="(?:stylesheet|preload)"', html)
+    assert not remote, f"{doc} loads from the network: {remote}"
+    has_math = 'class="math' in html
+    assert html.count("mathjax/tex-chtml") == (1 if has_math else 0), "MathJax should load once where there is math"
+
+
+@pytest.mark.parametrize("doc", PAGES)
+def test_page_in_chromium(site: Path, server: SiteServer, browser, doc: str) -> None:
+    """The page loads offline: MathJax typesets its math, every image loads, every internal link resolves."""
+    url = f"{server.url}/{doc}.html"
+    server.failures.clear()
+    browser.get(url)
+    assert browser.execute_script("return document.readyState") == "complete"
+    assert browser.find_elements("css selector", "main h1"), f"{doc}: no title"
+
+    # MathJax: wait for its typesetting, then no raw TeX delimiters left outside code
+    math_sources = browser.execute_script("return document.querySelectorAll('.math').length")
+    has_mathjax = browser.execute_script("return typeof window.MathJax === 'object'")
+    if math_sources:
+        assert has_mathjax, f"{doc}: has math but MathJax did not load"
+        browser.set_script_timeout(60)
+        browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "MathJax.startup.promise.then(() => done(true)).catch(e => done(String(e)));")
+        rendered = browser.execute_script("return document.querySelectorAll('mjx-container').length")
+        assert rendered >= math_sources, f"{doc}: {rendered} rendered equations for {math_sources} math elements"
+        errors = browser.execute_script("return document.querySelectorAll('mjx-merror').length")
+        assert errors == 0, f"{doc}: {errors} MathJax errors"
+    prose = browser.execute_script(
+        "const c = document.querySelector('main').cloneNode(true);"
+        "c.querySelectorAll('pre, code, script, style, mjx-container, .highlight').forEach(e => e.remove());"
+        "return c.innerText;")
+    for raw in ("$$", "\\(", "\\[", "\\begin{"):
+        assert raw not in prose, f"{doc}: raw TeX {raw!r} left in the page"
+
+    # Images: scroll to each so lazy ones load, then all must have pixels
+    broken = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "const imgs = Array.from(document.images);"
+        "imgs.forEach(i => { i.loading = 'eager'; i.scrollIntoView(); });"
+        "Promise.all(imgs.map(i => i.complete ? null : new Promise(r => { i.onload = r; i.onerror = r; })))"
+        ".then(() => done(imgs.filter(i => !(i.naturalWidth > 0)).map(i => i.src)));")
+    assert not broken, f"{doc}: images that did not load: {broken}"
+
+    # Internal links: every target within the site answers 200, and its #fragment exists
+    hrefs = browser.execute_script("return Array.from(document.querySelectorAll('a[href]')).map(a => a.href)")
+    internal = sorted({h for h in hrefs if h.startswith(server.url)})
+    assert internal, f"{doc}: no internal links (navigation missing?)"
+    bad = []
+    for href in internal:
+        target, fragment = urldefrag(href)
+        try:
+            with urllib.request.urlopen(target, timeout=10) as response:
+                body = response.read().decode("utf-8", errors="ignore")
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            bad.append(f"{href} -> HTTP {exc.code}")
+            continue
+        if status != 200:
+            bad.append(f"{href} -> HTTP {status}")
+        elif fragment and f'id="{fragment}"' not in body:
+            bad.append(f"{href} -> no element with id {fragment!r}")
+    assert not bad, f"{doc}: broken internal links:\n" + "\n".join(bad)
+
+    # Nothing the page asked for was missing (scripts, fonts, images), and no script error
+    missing = list(server.failures)
+    assert not missing, f"{doc}: requests the site could not serve: {missing}"
+    severe = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not severe, f"{doc}: browser errors: {severe}"
+
+    if doc in SCREENSHOT_PAGES:
+        ARTIFACTS.mkdir(exist_ok=True)
+        browser.execute_script("window.scrollTo(0, 0)")
+        browser.save_screenshot(str(ARTIFACTS / SCREENSHOT_PAGES[doc]))
+
+
+def expected_colab_url(notebook: str) -> str:
+    """The Colab URL of a repository notebook, from _config.yml's repository settings."""
+    repository = CONFIG["repository"]
+    owner_repo = repository["url"].rstrip("/").split("github.com/", 1)[1]
+    path = os.path.normpath(os.path.join(repository.get("path_to_book", "."), notebook))
+    return f"https://colab.research.google.com/github/{owner_repo}/blob/{repository['branch']}/{path}"
+
+
+def test_exercise_badges_open_each_student_notebook_in_colab(site: Path, server: SiteServer, browser) -> None:
+    """The exercises page has one working Colab badge per student notebook, pointing at its path."""
+    notebooks = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "book" / "exercises").glob("*/*.ipynb"))
+    assert notebooks, "no student notebooks in book/exercises/"
+    browser.get(f"{server.url}/book/exercises.html")
+    badges = browser.execute_script(
+        "return Array.from(document.querySelectorAll('a.colab-badge')).map(a => "
+        "({href: a.href, loaded: a.querySelector('img').naturalWidth > 0}))")
+    assert sorted(b["href"] for b in badges) == sorted(expected_colab_url(nb) for nb in notebooks)
+    assert all(b["loaded"] for b in badges), "a badge image did not load"
+
+
+@pytest.mark.parametrize("doc", [d for d in PAGES if (REPO / f"{d}.ipynb").is_file()])
+def test_notebook_pages_have_a_colab_launch_button(site: Path, doc: str) -> None:
+    """Each notebook page's Colab launch button opens that notebook of the configured repository."""
+    html = (site / f"{doc}.html").read_text()
+    assert expected_colab_url(f"{doc}.ipynb") in html, f"{doc}: no Colab button for {doc}.ipynb"
+
+
+def test_explorer_notebook_installs_from_the_configured_repository() -> None:
+    """The explorer's Colab set-up cell installs course_lib from repository.url at repository.branch."""
+    nb = nbformat.read(REPO / "book" / "explorer.ipynb", as_version=4)
+    setup = [c for c in nb.cells if "colab-setup" in c.metadata.get("tags", [])]
+    assert len(setup) == 1
+    repository = CONFIG["repository"]
+    assert f"git+{repository['url']}@{repository['branch']}" in setup[0].source
+    live = [c for c in nb.cells if "launch_explorer()" in c.source]
+    assert live and all("skip-execution" in c.metadata.get("tags", []) for c in live), (
+        "the widget cell must not run at build time (its widgets would need scripts from a CDN)")
+
+
+def test_explorer_momentum_is_the_course_moving_average() -> None:
+    """The explorer's momentum optimizer follows m = beta m + (1 - beta) g, w = w - lr m, step by step."""
+    from course_lib.explorer import optimizer_factories
+
+    lr, beta = 0.3, 0.8
+    weights = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    optimizer = optimizer_factories({"SGD": lr, "SGD momentum": lr, "Adam": lr}, beta, 0.9, 0.999)["SGD momentum"]([weights])
+    expected, m = weights.detach().clone(), torch.zeros(2)
+    for step in range(25):
+        grad = torch.tensor([math.sin(step), math.cos(3 * step)])
+        weights.grad = grad.clone()
+        optimizer.step()
+        m = beta * m + (1 - beta) * grad
+        expected = expected - lr * m
+        assert torch.allclose(weights.detach(), expected, atol=1e-6), f"step {step}"
+
+
+def test_explorer_figure_draws_three_paths_on_both_surfaces() -> None:
+    """explorer_figure draws SGD, momentum and Adam on the two surfaces for the given number of steps."""
+    from course_lib.explorer import SURFACES, Settings, explorer_figure
+
+    fig = explorer_figure(Settings(steps=20))
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title().splitlines()[0] for ax in axes] == [s.title for s in SURFACES.values()]
+    for ax in axes:
+        paths = [line for line in ax.get_lines() if line.get_label() in ("SGD", "SGD momentum", "Adam")]
+        assert len(paths) == 3 and all(len(line.get_xdata()) == 20 for line in paths)

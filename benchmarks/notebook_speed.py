@@ -1,0 +1,66 @@
+"""How long the released optimization notebook takes, as a student runs it (not a test; prints numbers).
+
+    .venv/bin/python benchmarks/notebook_speed.py           # shipped results, then a real 40-epoch retrain
+    .venv/bin/python benchmarks/notebook_speed.py --quick   # CI smoke test: the retrain is 1 epoch
+
+The student notebook of book/exercises/ is filled with the reference answers and executed end to end
+in a scratch folder: once loading the shipped trained models (``notebook_s``, goal <= 300 s on 2 CPU
+cores), once retraining all three optimizers for real (``retrain_s`` = the extra time, goal <= 240 s
+for 40 epochs). The last line of output is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from nbclient import NotebookClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from grading.release import filled_release  # noqa: E402
+from grading.solutions import ROOT  # noqa: E402
+
+
+def run_notebook(assignment: str, **env: str) -> float:
+    """Execute the filled-in student notebook in a scratch folder; return its wall time in seconds."""
+    notebook = filled_release(assignment)
+    with tempfile.TemporaryDirectory(prefix="notebook_speed_") as workdir:
+        full_env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT),
+                    "COURSE_CHECKPOINTS": str(Path(workdir) / "checkpoints"), **env}
+        start = time.perf_counter()
+        NotebookClient(notebook, timeout=None, kernel_name="python3",
+                       resources={"metadata": {"path": workdir}}).execute(env=full_env)
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    """Measure and print the JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="retrain for one epoch only (CI smoke test)")
+    args = parser.parse_args()
+    notebook_s = run_notebook("optimization")
+    print(f"optimization notebook with shipped results: {notebook_s:.1f} s", file=sys.stderr)
+    retrain_env = {"COURSE_QUICK": "1"} if args.quick else {"COURSE_RETRAIN": "1"}
+    with_retrain_s = run_notebook("optimization", **retrain_env)
+    print(f"... retraining all three ({'1 epoch' if args.quick else '40 epochs'}): {with_retrain_s:.1f} s",
+          file=sys.stderr)
+    import torch
+
+    print(json.dumps({
+        "notebook_s": round(notebook_s, 1),
+        "retrain_s": round(with_retrain_s - notebook_s, 1),
+        "retrain_epochs": 1 if args.quick else 40,
+        "quick": args.quick,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "cuda": torch.cuda.is_available(),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""The student notebooks: in sync with solutions/, leak-free, runnable, and graded right by real nbgrader.
+
+Slow tests (notebook executions, real `nbgrader autograde` against a real sqlite gradebook, nbval on
+the source notebooks in quick mode) are marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from grading.release import (
+    colab_url,
+    filled_release,
+    generate,
+    nbgrader_env,
+    release_path,
+    repository_settings,
+    run_nbgrader,
+)
+from grading.solutions import ASSIGNMENTS, EXERCISES, ROOT, source_notebook
+from test_assignments import MISTAKES  # the corpus of common mistakes (tests/ is on sys.path)
+
+COURSE_ID = "init-optim-course"
+MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+
+
+def nbgrader_meta(cell) -> dict:
+    """The nbgrader metadata of a cell ({} if none)."""
+    return cell.metadata.get("nbgrader", {})
+
+
+def marked_lines(source: str, begin: str, end: str) -> list[str]:
+    """The non-blank lines between ``### begin`` and ``### end`` markers."""
+    lines, inside = [], False
+    for line in source.splitlines():
+        if f"### {begin}" in line:
+            inside = True
+        elif f"### {end}" in line:
+            inside = False
+        elif inside and line.strip():
+            lines.append(line.strip())
+    return lines
+
+
+def test_release_is_in_sync(tmp_path):
+    """Regenerating the student notebooks from solutions/ reproduces the committed ones byte for byte."""
+    for fresh in generate(release_dir=tmp_path):
+        committed = release_path(fresh.parent.name)
+        assert committed.is_file(), f"{committed} is missing: run `python -m grading.release`"
+        assert fresh.read_bytes() == committed.read_bytes(), (
+            f"{committed} is out of date with solutions/: run `python -m grading.release`"
+        )
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_release_leaks_no_solution_or_hidden_test(assignment):
+    """No marker, no solution line, no hidden-test line and no grading import in the student notebook."""
+    released = release_path(assignment).read_text()
+    for marker in MARKERS:
+        assert marker not in released
+    assert "grading" not in released.replace("graded", "")
+    source = nbformat.read(source_notebook(assignment), as_version=4)
+    student = nbformat.read(release_path(assignment), as_version=4)
+    student_code = "\n".join(c.source for c in student.cells)
+    solution_lines = {line for c in source.cells for line in marked_lines(c.source, "BEGIN SOLUTION", "END SOLUTION")}
+    # lines that also stand outside the solutions (e.g. `with torch.no_grad():`) are public anyway
+    public = {line.strip() for c in source.cells for line in re.sub(
+        r"### BEGIN SOLUTION.*?### END SOLUTION", "", c.source, flags=re.S).splitlines()}
+    assert len(solution_lines - public) > 10
+    for line in solution_lines - public:
+        assert line not in student_code, f"solution line leaked: {line!r}"
+    for cell in source.cells:
+        for line in marked_lines(cell.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
+            assert line not in student_code, f"hidden test leaked: {line!r}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_graded_cells_are_complete(assignment):
+    """Every exercise has a solution cell and a test cell with points, a docstring and a hidden check."""
+    cells = nbformat.read(source_notebook(assignment), as_version=4).cells
+    tests = [c for c in cells if nbgrader_meta(c).get("grade")]
+    solutions = [c for c in cells if nbgrader_meta(c).get("solution")]
+    assert len(tests) == len(solutions) == len(EXERCISES[assignment])
+    for cell in tests:
+        first = cell.source.splitlines()[0]
+        assert first.startswith('"""') and first.endswith('"""') and len(first) > 6, first
+        assert nbgrader_meta(cell)["points"] > 0 and nbgrader_meta(cell)["locked"]
+        assert "remove-cell" in cell.metadata.get("tags", [])
+        hidden = marked_lines(cell.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+        assert len(hidden) == 1 and re.fullmatch(r"from grading\.checks import (\w+); \1\(\w+\)", hidden[0])
+    for cell in solutions:
+        assert marked_lines(cell.source, "BEGIN SOLUTION", "END SOLUTION")
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_release_opens_with_colab_badge_and_guarded_setup(assignment):
+    """Badge and set-up cell come first, use _config.yml's repository, and act only inside Colab."""
+    cells = nbformat.read(release_path(assignment), as_version=4).cells
+    settings = repository_settings()
+    assert cells[0].cell_type == "markdown" and colab_url(assignment, settings) in cells[0].source
+    assert colab_url(assignment, settings).endswith(f"/blob/{settings['branch']}/book/exercises/{assignment}/{assignment}.ipynb")
+    setup = cells[1].source
+    assert f"git+{settings['url']}@{settings['branch']}" in setup
+    assert 'if "google.colab" in sys.modules:' in setup
+    guarded = setup.split('if "google.colab" in sys.modules:')[1]
+    assert all(line.startswith("    ") or not line.strip() for line in guarded.splitlines()[1:])
+
+
+def execute(notebook: nbformat.NotebookNode, workdir: Path, **env: str) -> nbformat.NotebookNode:
+    """Execute a notebook in ``workdir`` with errors recorded (not raised); return it."""
+    full_env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT), **env}
+    NotebookClient(notebook, timeout=600, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(workdir)}}).execute(env=full_env)
+    return notebook
+
+
+def errors_of(cell) -> list[str]:
+    """The names of the errors a code cell raised."""
+    return [out.ename for out in cell.get("outputs", []) if out.output_type == "error"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_untouched_student_notebook_fails_only_at_the_exercises(assignment, tmp_path):
+    """Run top to bottom: only test cells and cells calling an exercise fail, with NotImplementedError."""
+    notebook = execute(nbformat.read(release_path(assignment), as_version=4), tmp_path)
+    uses_exercise = re.compile(r"\b(" + "|".join(EXERCISES[assignment]) + r")\b")
+    code_cells = [c for c in notebook.cells if c.cell_type == "code"]
+    assert not code_cells[0].outputs, "the Colab set-up cell must do nothing outside Colab"
+    for cell in code_cells:
+        errors = errors_of(cell)
+        if nbgrader_meta(cell).get("grade"):
+            assert errors == ["NotImplementedError"], (cell.source[:80], errors)
+        elif errors:
+            assert uses_exercise.search(cell.source), f"a cell without exercise code failed: {cell.source[:200]}"
+            assert errors == ["NotImplementedError"], (cell.source[:80], errors)
+        if nbgrader_meta(cell).get("solution"):
+            assert not errors, "an answer cell left blank must still run (it only defines the exercise)"
+    assert not list(tmp_path.glob("checkpoints/*")), "nothing may be trained or written without RETRAIN"
+
+
+def nbgrader(*args: str, course: Path) -> None:
+    """Run one nbgrader command from the repository root against the scratch course in ``course``."""
+    command = [
+        sys.executable, "-m", "nbgrader", *args,
+        f"--db=sqlite:///{course / 'gradebook.db'}",
+        f"--CourseDirectory.release_directory={course / 'release'}",
+        f"--CourseDirectory.submitted_directory={course / 'submitted'}",
+        f"--CourseDirectory.autograded_directory={course / 'autograded'}",
+        "--log-level=WARN",
+    ]
+    env = {**nbgrader_env(), "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=1200)
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+
+
+# One common mistake per assignment (grade id of its answer cell, source): it must cost exactly its exercise.
+WRONG_ANSWERS = {
+    "initialization": ("xavier_init", MISTAKES["xavier_init"]["fan_in only"]),
+    "optimization": ("adam", MISTAKES["Adam"]["no bias correction"]),
+}
+
+
+@pytest.mark.slow
+def test_nbgrader_autograde_scores(tmp_path):
+    """Real nbgrader autograde: untouched release 0, solutions full, one mistake loses only its exercise."""
+    from nbgrader.api import Gradebook
+
+    course = tmp_path / "course"
+    submissions = {}
+    for assignment in ASSIGNMENTS:
+        wrong_id, wrong_source = WRONG_ANSWERS[assignment]
+        submissions[("untouched", assignment)] = nbformat.read(release_path(assignment), as_version=4)
+        submissions[("solved", assignment)] = filled_release(assignment)
+        submissions[("one_mistake", assignment)] = filled_release(assignment, {wrong_id: wrong_source})
+    for (student, assignment), notebook in submissions.items():
+        target = course / "submitted" / student / assignment / f"{assignment}.ipynb"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, target)
+    for assignment in ASSIGNMENTS:
+        nbgrader("generate_assignment", assignment, "--force", course=course)
+    for student in ("untouched", "solved", "one_mistake"):
+        nbgrader("db", "student", "add", student, course=course)
+    for assignment in ASSIGNMENTS:
+        nbgrader("autograde", assignment, "--force", course=course)
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", COURSE_ID) as gradebook:
+        for assignment in ASSIGNMENTS:
+            max_score = gradebook.find_assignment(assignment).max_score
+            assert max_score == 10
+            scores = {}
+            for student in ("untouched", "solved", "one_mistake"):
+                submission = gradebook.find_submission_notebook(assignment, assignment, student)
+                scores[student] = {g.name: g.score for g in submission.grades}
+            assert sum(scores["untouched"].values()) == 0, scores["untouched"]
+            assert sum(scores["solved"].values()) == max_score, scores["solved"]
+            wrong_test = WRONG_ANSWERS[assignment][0] + "_tests"
+            lost = {name: scores["solved"][name] - score for name, score in scores["one_mistake"].items() if score != scores["solved"][name]}
+            assert list(lost) == [wrong_test] and scores["one_mistake"][wrong_test] == 0, scores["one_mistake"]
+
+
+@pytest.mark.slow
+def test_source_notebooks_run_under_nbval_in_quick_mode(tmp_path):
+    """`pytest --nbval-lax` executes both source notebooks; quick mode retrains each optimizer 1 epoch."""
+    env = {
+        **os.environ, "COURSE_QUICK": "1", "COURSE_CHECKPOINTS": str(tmp_path / "checkpoints"),
+        "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT),
+    }
+    notebooks = [str(source_notebook(a)) for a in ASSIGNMENTS]
+    beside_notebook = source_notebook("optimization").parent / "checkpoints"
+    before = {p: p.stat().st_mtime_ns for p in beside_notebook.glob("*")}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+         "-q", *notebooks],
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=1200,
+    )
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
+    trained = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.results.json"))
+    assert trained == [f"FashionMNIST_{n}.results.json" for n in ("Adam", "SGD", "SGDMomentum")]
+    assert {p: p.stat().st_mtime_ns for p in beside_notebook.glob("*")} == before, "wrote beside the notebook"

@@ -5,7 +5,7 @@
 Grades one reference submission of each assignment (per_submission_s: the slower one), then COUNT
 generated submissions of the initialization assignment (reference solutions, each with a distinct
 extra cell so nothing is skipped as unchanged) with --jobs 1 and --jobs 2, in fresh workspaces.
---quick: 4 submissions instead of 40 (a CI smoke test). The last line is one JSON object.
+--quick: 2 submissions instead of 40 (a CI smoke test). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ def main() -> None:
     """Measure and print the numbers."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=40)
-    parser.add_argument("--quick", action="store_true", help="4 submissions (CI smoke test)")
+    parser.add_argument("--quick", action="store_true", help="2 submissions (CI smoke test)")
     args = parser.parse_args()
-    count = 4 if args.quick else args.count
+    count = 2 if args.quick else args.count
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         per_submission = {}
@@ -84,6 +84,7 @@ def main() -> None:
         "jobs2_per_min": round(rates[2], 2),
         "speedup_jobs2": round(rates[2] / rates[1], 2),
         "submissions": count,
+        "quick": args.quick,
         "load_average_1min": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
     }

@@ -3,9 +3,6 @@
 # Extra arguments go to pytest (e.g. `bash scripts/test.sh -k data`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
-export MPLBACKEND=Agg
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the repo-local instructor package `grading`
-export PATH="$PWD/.venv/bin:$PATH"  # nbgrader runs the venv's alembic, jupyter, ...
+source scripts/env.sh
 # pytest exits 5 when it collected no test: that is a failure here too.
 exec .venv/bin/python -m pytest "$@"

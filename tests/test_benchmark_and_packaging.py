@@ -1,4 +1,4 @@
-"""The training benchmark's quick mode runs (a smoke test, no timing asserted), and the package
+"""Each benchmark's quick mode runs (a smoke test, no timing asserted), and the package
 installs as a student would get it: loose dependencies, no book or grading tools, its data files."""
 
 import json
@@ -12,12 +12,20 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_train_speed_quick_prints_the_four_timings_as_json():
-    """`benchmarks/train_speed.py --quick` ends with one JSON line holding every required key."""
-    out = subprocess.run([sys.executable, "benchmarks/train_speed.py", "--quick"], cwd=REPO,
+QUICK_RUNS = {
+    "train_speed.py": ("seed_s_per_epoch", "torch_optim_s_per_epoch", "template_adam_s_per_epoch", "floor_s_per_epoch"),
+    "notebook_speed.py": ("notebook_s", "retrain_s"),
+    "grading_speed.py": ("per_submission_s", "jobs1_per_min", "jobs2_per_min"),
+}
+
+
+@pytest.mark.parametrize("script", sorted(QUICK_RUNS))
+def test_benchmark_quick_mode_ends_with_its_json_line(script):
+    """`benchmarks/SCRIPT --quick` runs and its last line is one JSON object holding every required key."""
+    out = subprocess.run([sys.executable, f"benchmarks/{script}", "--quick"], cwd=REPO,
                          capture_output=True, text=True, check=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
-    for key in ("seed_s_per_epoch", "torch_optim_s_per_epoch", "template_adam_s_per_epoch", "floor_s_per_epoch"):
+    for key in QUICK_RUNS[script]:
         assert result[key] > 0, key
     assert result["quick"] is True
 

@@ -1,10 +1,9 @@
 """Generate the student notebooks from solutions/ with nbgrader: `python -m grading.release`.
 
 For each assignment, `nbgrader generate_assignment` (configured by nbgrader_config.py) strips the
-solutions and hidden tests; then an "Open in Colab" badge and a set-up cell that runs only inside
-Colab are put in front, both built from `repository.url` / `repository.branch` in _config.yml.
-The result, book/exercises/<assignment>/<assignment>.ipynb, is written deterministically, so a test
-can regenerate it and compare with the committed copy.
+solutions and hidden tests; then an "Open in Colab" badge and the Colab-only set-up cell of
+grading.course are put in front. The result, book/exercises/<assignment>/<assignment>.ipynb, is
+written deterministically, so a test can regenerate it and compare with the committed copy.
 """
 
 from __future__ import annotations
@@ -15,57 +14,50 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Optional
 
 import nbformat
-import yaml
 
-from .solutions import ASSIGNMENTS, ROOT, nbgrader_cells
+from grading.course import (
+    ASSIGNMENTS,
+    COLAB_BADGE_IMAGE,
+    RELEASE_DIR,
+    REPO_ROOT,
+    Repository,
+    colab_setup_source,
+    is_solution,
+    release_notebook,
+    repository,
+)
+from grading.course import colab_url as _colab_url
+from grading.course import grade_id as cell_grade_id
+from grading.solutions import nbgrader_cells
 
-RELEASE_DIR = ROOT / "book" / "exercises"
-BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
-
-SETUP_SOURCE = '''\
-# Set-up for Google Colab; it does nothing anywhere else.
-import sys
-
-if "google.colab" in sys.modules:
-    import subprocess
-
-    # Install the course's helper library (it brings the trained models along), then fetch FashionMNIST.
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "{install_url}"], check=True)
-    from course_lib.data import prepare_fashion_mnist
-
-    print("FashionMNIST ready in", prepare_fashion_mnist())'''
+ROOT = REPO_ROOT
+BADGE_IMAGE = COLAB_BADGE_IMAGE
 
 
-def repository_settings(config_path: Path = ROOT / "_config.yml") -> Dict[str, str]:
+def repository_settings() -> Dict[str, str]:
     """The repository URL (without trailing slash or .git) and branch set in the book's _config.yml."""
-    repository = yaml.safe_load(config_path.read_text())["repository"]
-    url = repository["url"].rstrip("/")
-    url = url[: -len(".git")] if url.endswith(".git") else url
-    return {"url": url, "branch": repository.get("branch", "main")}
+    repo = repository()
+    return {"url": repo.url, "branch": repo.branch}
 
 
 def release_path(assignment: str, release_dir: Path = RELEASE_DIR) -> Path:
     """Where an assignment's student notebook is released."""
-    return release_dir / assignment / f"{assignment}.ipynb"
+    return release_notebook(assignment, release_dir)
 
 
-def colab_url(assignment: str, settings: Dict[str, str]) -> str:
-    """The Colab address that opens the committed student notebook from the repository."""
-    github_path = settings["url"].split("github.com/", 1)[-1]
-    notebook = release_path(assignment).relative_to(ROOT).as_posix()
-    return f"https://colab.research.google.com/github/{github_path}/blob/{settings['branch']}/{notebook}"
+def colab_url(assignment: str, repo: Optional[Repository] = None) -> str:
+    """The Colab address that opens an assignment's committed student notebook from the repository."""
+    return _colab_url(release_path(assignment).relative_to(ROOT).as_posix(), repo)
 
 
-def colab_cells(assignment: str, settings: Dict[str, str]) -> list:
+def colab_cells(assignment: str) -> list:
     """The badge cell and the Colab-only set-up cell put in front of a student notebook."""
-    badge = nbformat.v4.new_markdown_cell(
-        f"[![Open In Colab]({BADGE_IMAGE})]({colab_url(assignment, settings)})", id="colab-badge"
-    )
-    install_url = f"git+{settings['url']}@{settings['branch']}"
-    setup = nbformat.v4.new_code_cell(SETUP_SOURCE.format(install_url=install_url), id="colab-setup")
+    badge = nbformat.v4.new_markdown_cell(f"[![Open In Colab]({BADGE_IMAGE})]({colab_url(assignment)})",
+                                          id="colab-badge")
+    setup = nbformat.v4.new_code_cell(colab_setup_source(), id="colab-setup")
     return [badge, setup]
 
 
@@ -91,12 +83,11 @@ def run_nbgrader(assignment: str, out_dir: Path) -> Path:
 
 def generate(assignments: Iterable[str] = ASSIGNMENTS, release_dir: Path = RELEASE_DIR) -> list[Path]:
     """Regenerate the student notebooks into ``release_dir``; return their paths."""
-    settings = repository_settings()
     written = []
     with tempfile.TemporaryDirectory(prefix="release_") as scratch:
         for assignment in assignments:
             notebook = nbformat.read(run_nbgrader(assignment, Path(scratch)), as_version=4)
-            notebook.cells = colab_cells(assignment, settings) + notebook.cells
+            notebook.cells = colab_cells(assignment) + notebook.cells
             nbformat.validate(notebook)
             target = release_path(assignment, release_dir)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -126,9 +117,8 @@ def filled_release(assignment: str, answers: Dict[str, str] | None = None) -> nb
     answers = {**nbgrader_cells(assignment, "solution"), **(answers or {})}
     notebook = nbformat.read(release_path(assignment), as_version=4)
     for cell in notebook.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if cell.metadata.get("nbgrader", {}).get("solution") and grade_id in answers:
-            cell.source = answers[grade_id]
+        if is_solution(cell) and cell_grade_id(cell) in answers:
+            cell.source = answers[cell_grade_id(cell)]
     return notebook
 
 

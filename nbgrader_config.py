@@ -2,12 +2,18 @@
 
 Source notebooks live in solutions/<assignment>/<assignment>.ipynb; `python -m grading.release`
 generates the student notebooks into book/exercises/<assignment>/ (the book's exercise pages, opened
-in Colab from the repository).
+in Colab from the repository). The course id comes from grading/course.py, the one place it is set.
 """
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the repo-local package grading/
+from grading.course import COURSE_ID  # noqa: E402
 
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
 
-c.CourseDirectory.course_id = "init-optim-course"
+c.CourseDirectory.course_id = COURSE_ID
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "book/exercises"
 

@@ -1,8 +1,11 @@
-"""Autograde one submission and write its feedback, in a process of its own (run by grading.grade).
+"""Execute one submission with `nbgrader autograde`, in a process of its own (started by grading.api).
 
-``python -m grading.autograde_one WORKSPACE ASSIGNMENT STUDENT RUNTIME_DIR`` prints one JSON line:
-{"autograde": bool, "feedback": bool, "leaks": [...], "error": str}. The kernel's connection file
-and Unix sockets live in RUNTIME_DIR, private to this submission (the sandbox binds only it).
+``python -m grading.autograde_one WORKSPACE ASSIGNMENT STUDENT RUNTIME_DIR RESULT_JSON``
+
+This process only runs nbgrader, which runs the student's notebook in the sandboxed kernel. It
+scores nothing: the grader judges the probes' results after this process has ended (or was
+killed). What happened is written as JSON to RESULT_JSON, a file the kernel cannot reach; nothing
+is read from this process's stdout, which may carry anything.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import os
 import sys
 from pathlib import Path
 
-from grading.feedback import find_leaks
 from grading.workspace import nbgrader_api
 
 
@@ -23,30 +25,25 @@ def _reason(outcome: dict) -> str:
 
 
 def run(workspace: Path, assignment: str, student: str, runtime_dir: Path) -> dict:
-    """Autograde and generate feedback for one student; return what happened."""
-    os.chdir(workspace)
-    api, config = nbgrader_api(workspace, **{"KernelManager.connection_file": str(runtime_dir / "kernel.json"),
-                                             "KernelManager.ip": str(runtime_dir / "k")})
-    result = {"autograde": False, "feedback": False, "leaks": [], "error": ""}
+    """Autograde one student's notebook with nbgrader; return {"executed": bool, "error": str}."""
+    os.chdir(workspace)  # this process's own working folder: nbgrader resolves paths from it
+    api, _ = nbgrader_api(workspace, **{"KernelManager.connection_file": str(runtime_dir / "kernel.json"),
+                                        "KernelManager.ip": str(runtime_dir / "k")})
     graded = api.autograde(assignment, student, force=True, create=True)
-    result["autograde"] = bool(graded["success"])
-    if not graded["success"]:
-        result["error"] = _reason(graded)
-        return result
-    feedback = api.generate_feedback(assignment, student, force=True)
-    result["feedback"] = bool(feedback["success"])
-    if not feedback["success"]:
-        result["error"] = _reason(feedback)
-    hidden = list(config.ScrubHiddenTests.hidden_lines)
-    for page in (workspace / "feedback" / student / assignment).glob("*.html"):
-        leaks = find_leaks(page.read_text(errors="replace"), hidden)
-        if leaks:
-            page.unlink()  # never hand out a page that shows a hidden test
-            result["leaks"] += leaks
-    return result
+    return {"executed": bool(graded["success"]), "error": "" if graded["success"] else _reason(graded)}
+
+
+def main(argv: list[str]) -> None:
+    """Command line: run and write the outcome to RESULT_JSON."""
+    workspace, assignment, student, runtime, result_file = argv
+    try:
+        outcome = run(Path(workspace), assignment, student, Path(runtime))
+    except BaseException as error:  # noqa: B036 (whatever happens, the grader gets a record)
+        outcome = {"executed": False, "error": f"{type(error).__name__}: {error}"[-3000:]}
+    tmp = Path(result_file + ".tmp")
+    tmp.write_text(json.dumps(outcome))
+    tmp.replace(result_file)
 
 
 if __name__ == "__main__":
-    ws, assignment_id, student_id, runtime = sys.argv[1:5]
-    outcome = run(Path(ws), assignment_id, student_id, Path(runtime))
-    print(json.dumps(outcome))
+    main(sys.argv[1:])

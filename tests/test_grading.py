@@ -1,4 +1,8 @@
-"""The grading pipeline: real nbgrader runs, in the sandbox, over the corpus of hostile submissions."""
+"""The grading pipeline: real nbgrader runs, in the sandbox, over the corpus of clumsy and hostile submissions.
+
+One corpus run per assignment (module fixtures, ``--jobs 2`` through the Python API) serves every
+assertion: points per exercise and per property, notes, review flags, feedback pages, the gradebook.
+"""
 
 from __future__ import annotations
 
@@ -6,219 +10,240 @@ import csv
 import json
 import socket
 import sqlite3
-import sys
-import zipfile
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from grading import grade
-from grading.collect import collect
-from grading.feedback import find_leaks, hidden_test_lines
-from grading.metadata import prepare_submission
+from grading import api, grade
+from grading.course import ASSIGNMENTS, EXERCISES, REPO_ROOT, source_notebook
+from grading.feedback import find_leaks, grading_code_lines
+from grading.release import release_path
 from grading.sandbox import bwrap_available
-from grading.workspace import REPO_ROOT
+from grading.settings import GradingSettings
+from grading.workspace import scrub_lines
+from grading_corpus.cases import build_corpus
 
-sys.path.insert(0, str(Path(__file__).parent))
-from grading_corpus.cases import build_corpus  # noqa: E402
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not bwrap_available(), reason="bubblewrap missing: apt-get install bubblewrap")]
 
-SOLUTIONS = REPO_ROOT / "solutions"
-OPTIMIZATION_SUBSET = ("untouched_release", "reference", "optimizer_nan", "monkeypatch_torch",
-                       "stripped_metadata")
-
-needs_sandbox = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap missing: apt-get install bubblewrap")
+# Per-cell and per-submission limits of the corpus runs: short, so endless cells cost little.
+CORPUS_SETTINGS = dict(jobs=2, cell_timeout_s=20, submission_timeout_s=150, quiet=True)
+OPTIMIZATION_SUBSET = ("untouched_release", "reference", "displayhook_forgery", "ipython_machinery",
+                       "frame_and_code_tampering", "forged_results", "full_control", "leaks_hidden_tests",
+                       "warnings_on_stderr", "stripped_metadata", "duplicated_test_cell", "foreign_cell",
+                       "delegates_to_torch", "monkeypatch_torch", "one_mistake", "optimizer_nan")
+# Students whose names must stay apart: each folder gets a copy of the reference or the release.
+NAMES = {"张三": "reference", "李四": "untouched_release", "Zoë": "reference", "Zoé": "untouched_release",
+         "Ng, Anh": "reference", "Ng Anh": "untouched_release"}
 
 
 def read_csv(path: Path) -> dict[str, dict]:
+    """The grade CSV, by student id."""
     with open(path) as f:
         return {row["student_id"]: row for row in csv.DictReader(f)}
 
 
-def test_collect_maps_folders_flat_names_zips_and_patterns(tmp_path):
-    """Student ids come from folders, file-name prefixes, zips and a custom regex; newest file wins."""
-    (tmp_path / "dir" / "alice").mkdir(parents=True)
-    (tmp_path / "dir" / "alice" / "Copy of optimization.ipynb").write_text("{}")
-    (tmp_path / "dir" / "bob_optimization.ipynb").write_text("{}")
-    (tmp_path / "dir" / "nounderscore.ipynb").write_text("{}")
-    subs, warnings = collect(tmp_path / "dir")
-    assert [s.student_id for s in subs] == ["alice", "bob"]
-    assert len(warnings) == 1 and "nounderscore" in warnings[0]
-    archive = tmp_path / "lms.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        z.writestr(zipfile.ZipInfo("Jane Doe_123_assignsubmission_file_/opt.ipynb", (2024, 1, 1, 0, 0, 0)), "{}")
-        z.writestr(zipfile.ZipInfo("Jane Doe_123_assignsubmission_file_/v2.ipynb", (2024, 1, 2, 0, 0, 0)), "{}")
-    subs, _ = collect(archive, pattern=r"^[^_]+_(?P<student_id>\d+)_")
-    assert [(s.student_id, s.origin) for s in subs] == [("123", "Jane Doe_123_assignsubmission_file_/v2.ipynb")]
-    assert "graded the newest" in subs[0].notes[0]
+def read(assignment: str, where: Path) -> nbformat.NotebookNode:
+    return nbformat.read(str(where), as_version=4)
 
 
-@pytest.fixture(scope="module")
-def released(tmp_path_factory):
-    """A workspace per assignment with its generated release, from a first (empty) grading run."""
-    root = tmp_path_factory.mktemp("released")
-    out = {}
-    for assignment in ("initialization", "optimization"):
-        empty = root / f"empty_{assignment}"
-        empty.mkdir()
-        grade.main([assignment, str(empty), "--workspace", str(root / "ws"), "--quiet"])
-        out[assignment] = nbformat.read(str(root / "ws" / "release" / assignment / f"{assignment}.ipynb"), 4)
-    return out
-
-
-def test_stripped_metadata_is_restored_by_matching_cells(released):
-    """A notebook without nbgrader metadata gets every graded cell's metadata back, with a note."""
-    release = released["optimization"]
-    stripped = nbformat.from_dict(json.loads(nbformat.writes(release)))
-    for cell in stripped.cells:
-        cell.metadata = {}
-    nb, notes, _ = prepare_submission(nbformat.writes(stripped), release)
-    ids = lambda n: [c.metadata.get("nbgrader", {}).get("grade_id") for c in n.cells]  # noqa: E731
-    assert ids(nb) == ids(release)
-    assert any("restored nbgrader metadata" in n for n in notes)
-
-
-def test_feedback_leak_finder_sees_highlighted_html():
-    """find_leaks catches a hidden line split by syntax-highlighting markup and HTML escaping."""
-    page = '<span class="kn">from</span> grading.checks <span>import</span> check_x; check_x(A &amp; B)'
-    assert find_leaks(page, ["from grading.checks import check_x; check_x(A & B)"])
-    assert not find_leaks(page, ["check_y(C)"])
-
-
-def grade_corpus(assignment: str, release, root: Path, jobs: int, names=None, db_url=None) -> dict:
-    """Write the corpus, grade it, return (cases, csv rows, workspace)."""
+def grade_corpus(assignment: str, root: Path, names=None, db_url=None, **settings) -> dict:
+    """Write the corpus to folders, grade it through grading.api, return cases, rows and paths."""
     ws = root / "ws"
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
-    secrets = {"paths": [str(REPO_ROOT / "grading" / "checks.py"), str(ws / "gradebook.db"),
-                         str(SOLUTIONS / assignment / f"{assignment}.ipynb"),
+    secrets = {"paths": [str(REPO_ROOT / "grading" / "verdicts.py"), str(ws / "gradebook.db"),
+                         str(source_notebook(assignment)),
                          str(ws / "submitted" / "reference" / assignment / f"{assignment}.ipynb")],
                "port": listener.getsockname()[1]}
-    source = nbformat.read(str(SOLUTIONS / assignment / f"{assignment}.ipynb"), 4)
-    cases = build_corpus(source, release, secrets)
+    other = next(a for a in ASSIGNMENTS if a != assignment)
+    cases = build_corpus(assignment, read(assignment, source_notebook(assignment)),
+                         read(assignment, release_path(assignment)), secrets, read(other, release_path(other)))
     if names:
         cases = {k: v for k, v in cases.items() if k in names}
     subs = root / "subs"
     for name, case in cases.items():
         (subs / name).mkdir(parents=True)
         nbformat.write(case.notebook, str(subs / name / f"{assignment}.ipynb"))
-    args = [assignment, str(subs), "--workspace", str(ws), "--jobs", str(jobs), "--timeout", "10", "--quiet"]
-    if db_url:
-        args += ["--db-url", db_url]
+    for person, like in NAMES.items():
+        (subs / person).mkdir(parents=True)
+        nbformat.write(cases[like].notebook, str(subs / person / f"{assignment}.ipynb"))
+    config = GradingSettings(workspace=ws, db_url=db_url, **{**CORPUS_SETTINGS, **settings})
     try:
-        grade.main(args)
+        report = api.grade(assignment, subs, config)
     finally:
         listener.close()
-    return {"cases": cases, "rows": read_csv(ws / f"grades_{assignment}.csv"), "ws": ws, "subs": subs, "args": args}
+    rows = read_csv(ws / f"grades_{assignment}.csv")
+    by_name = {row["student_name"] or sid: row for sid, row in rows.items()}
+    return {"assignment": assignment, "cases": cases, "rows": by_name, "ids": rows, "ws": ws, "subs": subs,
+            "settings": config, "report": report}
 
 
 @pytest.fixture(scope="module")
-def init_corpus(released, tmp_path_factory):
+def init_corpus(tmp_path_factory):
     """The whole corpus of the initialization assignment, graded with --jobs 2."""
-    return grade_corpus("initialization", released["initialization"], tmp_path_factory.mktemp("init"), 2)
+    return grade_corpus("initialization", tmp_path_factory.mktemp("init"))
 
 
 @pytest.fixture(scope="module")
-def opt_corpus(released, tmp_path_factory):
-    """Part of the corpus of the optimization assignment, graded with --jobs 2."""
-    return grade_corpus("optimization", released["optimization"], tmp_path_factory.mktemp("opt"), 2,
-                        OPTIMIZATION_SUBSET)
+def opt_corpus(tmp_path_factory):
+    """The optimizer-specific part of the optimization corpus, graded with --jobs 2."""
+    return grade_corpus("optimization", tmp_path_factory.mktemp("opt"), OPTIMIZATION_SUBSET)
 
 
-def check_scores(corpus):
+CORPORA = ["init_corpus", "opt_corpus"]
+
+
+@pytest.mark.parametrize("corpus_name", CORPORA)
+def test_every_case_scores_its_expected_points(corpus_name, request):
+    """Each case gets exactly its expected points per exercise, and a complete CSV row."""
+    corpus = request.getfixturevalue(corpus_name)
+    wrong = {}
     for name, case in corpus["cases"].items():
         row = corpus["rows"][name]
-        assert row["status"] == "graded", (name, row["notes"])
-        got = {cell: float(row[cell]) for cell in case.expected}
-        assert got == case.expected, (name, row["notes"])
-        assert float(row["total"]) == sum(case.expected.values())
+        got = {cell: float(row[cell]) if row[cell] != "" else None for cell in case.expected}
+        if row["status"] != "graded" or got != case.expected:
+            wrong[name] = (row["status"], got, case.expected, row["notes"][:400])
+    assert not wrong, json.dumps(wrong, indent=1, ensure_ascii=False)
 
 
-@needs_sandbox
-def test_initialization_corpus_scores(init_corpus):
-    """Every case of the corpus gets exactly its expected points per exercise."""
-    check_scores(init_corpus)
+@pytest.mark.parametrize("corpus_name", CORPORA)
+def test_properties_of_partial_credit_cases(corpus_name, request):
+    """A submission with one mistake passes every property but the ones that mistake breaks."""
+    corpus = request.getfixturevalue(corpus_name)
+    report = json.loads((corpus["ws"] / f"report_{corpus['assignment']}.json").read_text())
+    checked = 0
+    for name, case in corpus["cases"].items():
+        for exercise, expected in case.properties.items():
+            got = {p["name"]: p["passed"] for p in report[corpus["rows"][name]["student_id"]]["verdicts"][exercise]["properties"]}
+            assert got == expected, (name, exercise)
+            checked += 1
+    assert checked, "the corpus has no partial-credit case"
 
 
-@needs_sandbox
-def test_optimization_corpus_scores(opt_corpus):
-    """The optimization cases (release, reference, NaN Adam, monkeypatching, stripped) score as expected."""
-    check_scores(opt_corpus)
+@pytest.mark.parametrize("corpus_name", CORPORA)
+def test_notes_and_review_flags(corpus_name, request):
+    """Repairs and failures are in the notes; flags name what the student changed, and only that."""
+    corpus = request.getfixturevalue(corpus_name)
+    for name, case in corpus["cases"].items():
+        row = corpus["rows"][name]
+        for text in case.notes_contain:
+            assert text in row["notes"], (name, text, row["notes"])
+        for text in case.flags_contain:
+            assert text in row["review_flags"], (name, text, row["review_flags"])
+        if case.flags_empty:
+            assert row["review_flags"] == "", (name, row["review_flags"])
 
 
-@needs_sandbox
 def test_autograded_notebooks_show_what_happened(init_corpus):
     """Timeouts, top-level errors, blocked reads/network and MemoryError are recorded, not fatal."""
     for name, case in init_corpus["cases"].items():
-        text = (init_corpus["ws"] / "autograded" / name / "initialization" / "initialization.ipynb").read_text()
-        for expected in case.output_contains:
-            assert expected in text, (name, expected)
+        sid = init_corpus["rows"][name]["student_id"]
+        path = init_corpus["ws"] / "autograded" / sid / "initialization" / "initialization.ipynb"
+        if case.output_contains:
+            text = path.read_text()
+            for expected in case.output_contains:
+                assert expected in text, (name, expected)
     escaped = (init_corpus["ws"] / "autograded" / "reads_outside_and_network" / "initialization"
                / "initialization.ipynb").read_text()
-    assert "network blocked" in escaped and "def check_" not in escaped
+    assert "network blocked" in escaped and "def judge" not in escaped
 
 
-@needs_sandbox
-@pytest.mark.parametrize("corpus_name", ["init_corpus", "opt_corpus"])
-def test_no_feedback_file_contains_a_hidden_test_line(corpus_name, request):
-    """Every student has feedback, and no line of any hidden test appears in any feedback file."""
+@pytest.mark.parametrize("corpus_name", CORPORA)
+def test_no_feedback_file_shows_a_hidden_test_or_grading_code(corpus_name, request):
+    """Every graded student has a feedback page; none holds a hidden-test line or a line of grading code."""
     corpus = request.getfixturevalue(corpus_name)
-    assignment = corpus["args"][0]
-    hidden = hidden_test_lines(SOLUTIONS / assignment / f"{assignment}.ipynb")
-    assert hidden
+    assignment = corpus["assignment"]
+    hidden = scrub_lines(source_notebook(assignment))
+    code = grading_code_lines()
+    assert hidden and len(code) > 100
     pages = sorted((corpus["ws"] / "feedback").rglob("*.html"))
-    assert {p.parts[-3] for p in pages} == set(corpus["cases"])
+    students = {row["student_id"] for row in corpus["ids"].values() if row["status"] == "graded"}
+    assert {p.parts[-3] for p in pages} == students
     for page in pages:
         text = page.read_text()
-        assert not find_leaks(text, hidden), page
-        assert len(text) < 3 * 2**20, page
+        assert not find_leaks(text, hidden + code), page
+        assert len(text) < 10 * 2**20, page
+        assert "<script" not in text.lower(), page
 
 
-@needs_sandbox
-def test_repairs_and_suspicious_code_are_reported(init_corpus):
-    """Restored metadata, re-inserted test cells and monkeypatching show in the CSV."""
+def test_feedback_lists_properties_with_actionable_messages(opt_corpus):
+    """The one-mistake student's page names the failed property and says what to check, not test code."""
+    sid = opt_corpus["rows"]["one_mistake"]["student_id"]
+    page = (opt_corpus["ws"] / "feedback" / sid / "optimization" / "optimization.html").read_text()
+    report = json.loads((opt_corpus["ws"] / "report_optimization.json").read_text())[sid]
+    failed = [p for v in report["verdicts"].values() for p in v["properties"] if not p["passed"]]
+    assert failed
+    for prop in failed:
+        assert prop["name"] in page and prop["message"].split(";")[0][:40] in page
+
+
+def test_students_with_similar_names_stay_apart(init_corpus):
+    """Non-ASCII, accented and comma names give distinct ids; the CSV keeps each original name."""
     rows = init_corpus["rows"]
-    assert "restored nbgrader metadata" in rows["stripped_metadata"]["notes"]
-    assert "re-inserted" in rows["deleted_test_cell"]["notes"]
-    assert "nbformat 4.0 upgraded" in rows["colab_saved"]["notes"]
-    assert "torch/numpy attribute" in rows["monkeypatch_torch"]["review_flags"]
-    assert rows["reference"]["review_flags"] == ""
+    ids = [rows[name]["student_id"] for name in NAMES]
+    assert len(set(ids)) == len(NAMES)
+    full = sum(init_corpus["cases"]["reference"].expected.values())
+    for name, like in NAMES.items():
+        assert rows[name]["student_name"] == name
+        assert float(rows[name]["total"]) == (full if like == "reference" else 0.0), name
 
 
-@needs_sandbox
-def test_sqlite_gradebook_consistent_after_two_workers(init_corpus):
-    """After --jobs 2 the gradebook is intact: one submission per student, grades equal the CSV."""
+def test_sqlite_gradebook_matches_the_csv_after_two_workers(init_corpus):
+    """After --jobs 2 the gradebook is intact: one submission per student, its score equals the CSV."""
     db = init_corpus["ws"] / "gradebook.db"
     with sqlite3.connect(db) as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        per_student = con.execute(
+        per_student = dict(con.execute(
             "SELECT student.id, COUNT(*) FROM submitted_assignment JOIN student "
-            "ON submitted_assignment.student_id = student.id GROUP BY student.id").fetchall()
-    assert sorted(s for s, _ in per_student) == sorted(init_corpus["cases"])
-    assert all(n == 1 for _, n in per_student)
+            "ON submitted_assignment.student_id = student.id GROUP BY student.id").fetchall())
+    graded = {sid for sid, row in init_corpus["ids"].items() if row["status"] == "graded"}
+    assert set(per_student) == graded and set(per_student.values()) == {1}
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{db}") as gb:
-        for name in init_corpus["cases"]:
-            assert gb.find_submission("initialization", name).score == float(init_corpus["rows"][name]["total"])
+        for sid in graded:
+            assert gb.find_submission("initialization", sid).score == pytest.approx(
+                float(init_corpus["ids"][sid]["total"]), abs=1e-3)
 
 
-@needs_sandbox
-def test_rerun_grades_only_new_submissions(init_corpus, capsys):
-    """A second run grades nothing; a changed notebook alone is regraded; --force regrades all."""
-    args = init_corpus["args"]
-    subs = init_corpus["subs"]
-    for name in list(init_corpus["cases"]):
-        if name not in ("reference", "untouched_release"):
-            (subs / name / "initialization.ipynb").unlink()
-            (subs / name).rmdir()
-    grade.main(args)
-    assert "0 to grade" in capsys.readouterr().err
+def test_rerun_grades_only_new_submissions(init_corpus):
+    """A second run grades nothing; a changed notebook alone is regraded."""
+    subs, settings = init_corpus["subs"], init_corpus["settings"]
+    report = api.grade("initialization", subs, settings)
+    assert report.graded_now == []
     untouched = subs / "untouched_release" / "initialization.ipynb"
-    reference = (subs / "reference" / "initialization.ipynb").read_bytes()
-    untouched.write_bytes(reference)
-    grade.main(args)
-    assert "1 to grade" in capsys.readouterr().err
+    untouched.write_bytes((subs / "reference" / "initialization.ipynb").read_bytes())
+    report = api.grade("initialization", subs, settings)
+    assert report.graded_now == ["untouched_release"]
     rows = read_csv(init_corpus["ws"] / "grades_initialization.csv")
     assert float(rows["untouched_release"]["total"]) == float(rows["reference"]["total"]) > 0
+
+
+def test_canary_stops_a_batch_whose_kernel_imports_another_course_lib(tmp_path):
+    """A kernel importing another course_lib (here: one without course_lib.optim) makes the reference
+    solution score 0: the batch stops before any student is graded, naming the likely cause."""
+    fake = tmp_path / "elsewhere" / "course_lib"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("__version__ = '0.0.0'  # a stale install from another checkout\n")
+    subs = tmp_path / "subs" / "alice"
+    subs.mkdir(parents=True)
+    nbformat.write(read("optimization", release_path("optimization")), str(subs / "optimization.ipynb"))
+    settings = GradingSettings(workspace=tmp_path / "ws", quiet=True, sandbox=False,
+                               kernel_env=(f"PYTHONPATH={fake.parent}",))
+    with pytest.raises(api.GradingError, match="(?s)Canary failed.*another checkout"):
+        api.grade("optimization", subs.parent, settings)
+    assert not (tmp_path / "ws" / "grades_optimization.csv").exists()
+
+
+def test_cli_wraps_the_api(tmp_path, capsys):
+    """`python -m grading.grade` maps its options onto GradingSettings and reports through exit codes."""
+    assignment, path, settings = grade.parse_args(["optimization", str(tmp_path), "--jobs", "3",
+                                                   "--timeout", "7", "--allow-no-cgroup", "--no-canary"])
+    assert (assignment, path, settings.jobs, settings.cell_timeout_s) == ("optimization", tmp_path, 3, 7)
+    assert settings.cgroups == "warn" and not settings.canary
+    assert GradingSettings().memory_mb == grade.parse_args(["optimization", "x"])[2].memory_mb
+    with pytest.raises(SystemExit):
+        grade.parse_args(["no-such-assignment", str(tmp_path)])

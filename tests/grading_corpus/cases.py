@@ -1,7 +1,15 @@
 """The corpus of submissions the grader must survive, generated from the source and release notebooks.
 
-Each case is a notebook plus the expected points of every graded cell, so the corpus follows the
-assignments as they change. ``build_corpus(source, release, secrets)`` returns {name: Case}.
+Each case is a notebook plus the expected points of every graded test cell, so the corpus follows the
+assignments as they change. ``build_corpus(assignment, source, release, secrets)`` returns {name: Case}.
+
+The cases come in three families:
+- the clumsy student: syntax errors, endless loops, deleted/duplicated/pasted cells, Colab round trips,
+  warnings on stderr, ``os._exit`` at the end, megabytes of output;
+- the hostile student: forged outputs, IPython hooks and transformers, frame and code tampering,
+  forged probe results, a submission that takes full control of its process, attempts to read the
+  hidden tests, the host's files or the network;
+- the honest student with one mistake, who must lose only that mistake's share of the points.
 """
 
 from __future__ import annotations
@@ -14,28 +22,21 @@ from dataclasses import dataclass, field
 import nbformat
 from nbformat import NotebookNode
 
-# Per assignment: the exercise whose optimizer/initializer is made to produce NaN, and how.
-NAN_PATCHES = {
-    "kaiming_init": (
-        "\n_kaiming_init = kaiming_init\n\ndef kaiming_init(model):\n    _kaiming_init(model)\n"
-        "    for _p in model.parameters():\n        _p.data.fill_(float('nan'))\n"),
-    "adam": (
-        "\n_adam_update = Adam.update_param\n\ndef _nan_update(self, p):\n    _adam_update(self, p)\n"
-        "    p.mul_(float('nan'))\n\nAdam.update_param = _nan_update\n"),
-}
+from grading.course import EXERCISES, grade_id, is_solution, is_test
 
 
 @dataclass
 class Case:
-    """A submitted notebook and the points each graded cell must get."""
+    """A submitted notebook and what grading it must give."""
 
     notebook: NotebookNode
-    expected: dict[str, float]
+    expected: dict[str, float]  # test cell -> points
     output_contains: list[str] = field(default_factory=list)  # text the autograded notebook shows
-
-
-def _meta(cell) -> dict:
-    return cell.metadata.get("nbgrader", {})
+    notes_contain: list[str] = field(default_factory=list)  # text the CSV's notes show
+    flags_contain: list[str] = field(default_factory=list)  # text the CSV's review flags show
+    flags_empty: bool = False
+    properties: dict[str, dict[str, bool]] = field(default_factory=dict)  # exercise -> property -> passed
+    folder: str = ""  # the submission's folder name, when it is not the case's name
 
 
 def _strip_markers(source: str) -> str:
@@ -59,86 +60,259 @@ def _code(source: str) -> NotebookNode:
     return nbformat.v4.new_code_cell(source)
 
 
-def build_corpus(source: NotebookNode, release: NotebookNode, secrets: dict) -> dict[str, Case]:
-    """All cases. ``secrets``: paths the sandbox must hide (checks, gradebook, other student) and a
-    loopback ``port`` where a listener waits (the sandbox must not reach it)."""
-    points = {_meta(c)["grade_id"]: float(_meta(c)["points"]) for c in source.cells if _meta(c).get("grade")}
-    solutions = {_meta(c)["grade_id"]: _strip_markers(c.source) for c in source.cells if _meta(c).get("solution")}
-    order = [gid for gid in solutions]
-    tests_of = {}  # solution id -> test cell id (the next graded cell)
-    ids = [_meta(c).get("grade_id") for c in source.cells]
-    for gid in order:
-        after = ids[ids.index(gid) + 1:]
-        tests_of[gid] = next(t for t in after if t in points)
-    full = dict(points)
-    zero = {k: 0.0 for k in points}
+# Code that attacks the grader from inside the kernel (each is one cell).
+DISPLAYHOOK = """import sys
+sys.displayhook("ok")
+get_ipython().events.register("post_run_cell", lambda result: sys.displayhook("ok"))"""
 
-    def without(*exercises: str) -> dict[str, float]:
-        lost = {tests_of[e] for e in exercises}
-        return {k: (0.0 if k in lost else v) for k, v in points.items()}
+IPYTHON_MACHINERY = '''import ast
+ip = get_ipython()
+
+class DropAsserts(ast.NodeTransformer):
+    def visit_Assert(self, node):
+        return ast.Pass()
+
+ip.ast_transformers.append(DropAsserts())
+ip.input_transformers_post.append(lambda lines: [l for l in lines if "assert" not in l and "record" not in l])
+ip.events.register("pre_run_cell", lambda info: None)
+_run_cell = ip.run_cell
+def run_cell(raw_cell, *args, **kwargs):
+    return _run_cell("pass", *args, **kwargs) if "HIDDEN" in raw_cell or "record(" in raw_cell else _run_cell(raw_cell, *args, **kwargs)
+ip.run_cell = run_cell'''
+
+TAMPERING = '''import gc, importlib, random, sys, types
+import torch
+name = "gra" + "ding" + ".pro" + "be"
+try:
+    probe = importlib.import_module(name)
+    for obj in list(vars(probe).values()):
+        if isinstance(obj, types.FunctionType):
+            obj.__code__ = (lambda *a, **k: None).__code__
+except Exception as error:
+    print("no probe:", type(error).__name__)
+frame = sys._getframe()
+while frame is not None:
+    frame.f_globals.setdefault("__tampered__", True)
+    frame = frame.f_back
+class NotRandom(random.Random):
+    def random(self):
+        return 0.0
+random.Random = NotRandom
+type.__setattr__(torch.optim.Adam, "step", lambda self, closure=None: None)
+for obj in gc.get_objects():
+    if isinstance(obj, types.FunctionType) and "verdict" in getattr(obj, "__module__", ""):
+        obj.__code__ = (lambda *a, **k: True).__code__'''
+
+FORGED_RESULTS = '''import json, os, pickle
+results = os.environ.get("COURSE_GRADING_RESULTS", "/grading/results")
+challenge = os.environ.get("COURSE_GRADING_CHALLENGE", "/grading/challenge.json")
+try:
+    keys = list(json.load(open(challenge))["exercises"])
+except Exception:
+    keys = {keys!r}
+for key in keys:
+    try:
+        with open(os.path.join(results, key + ".safetensors"), "wb") as f:
+            f.write(pickle.dumps({{"status": "ok", "fraction": 1.0}}))
+        with open(os.path.join(results, key + ".json"), "w") as f:
+            json.dump({{"fraction": 1.0, "passed": True}}, f)
+    except OSError as error:
+        print("forging failed:", error)'''
+
+FULL_CONTROL = '''import builtins, gc, os, sys, types, random
+ip = get_ipython()
+for event in ("pre_execute", "pre_run_cell", "post_execute", "post_run_cell"):
+    try:
+        ip.events.register(event, lambda *a, **k: None)
+    except Exception:
+        pass
+ip.ast_transformers.append(__import__("ast").NodeTransformer())
+ip.input_transformers_post.append(lambda lines: ["pass\\n"])
+for fd in range(3, 256):
+    try:
+        os.write(fd, os.urandom(512))
+    except OSError:
+        pass
+for name, module in list(sys.modules.items()):
+    if module is None or name in ("sys", "os", "builtins", "random", "types", "gc"):
+        continue
+    for attr, value in list(vars(module).items()):
+        if isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
+            try:
+                setattr(module, attr, lambda *a, **k: None)
+            except Exception:
+                pass
+    sys.modules[name] = types.ModuleType(name)
+os.write(1, b"{not json\\n")
+os.write(2, b"x" * 100000)'''
+
+LEAK_HIDDEN = '''import inspect, dis, sys
+ip = get_ipython()
+ip.events.register("pre_run_cell", lambda info: print("NEXT CELL:", info.raw_cell))
+for name, module in list(sys.modules.items()):
+    if "grading" in name or "probe" in name or "verdict" in name:
+        try:
+            print(inspect.getsource(module))
+        except Exception as error:
+            print("no source for", name, type(error).__name__)
+        for value in list(vars(module).values()):
+            if callable(value):
+                print(getattr(value, "__doc__", ""))
+                try:
+                    dis.dis(value)
+                except Exception:
+                    pass'''
+
+WARNINGS = '''import sys, warnings
+print("a warning from my code", file=sys.stderr)
+warnings.warn("this is only a warning")'''
+
+EXIT_AT_END = "import os\nos._exit(0)"
+
+SWALLOW_INTERRUPT = """import time
+while True:
+    try:
+        time.sleep(0.5)
+    except:  # noqa: E722  (a clumsy student's bare except swallows the interrupt too)
+        pass"""
+
+HUGE_PRINT = "print('x' * 400_000_000)"
+
+
+def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, secrets: dict,
+                 other_release: NotebookNode | None = None) -> dict[str, Case]:
+    """All cases of one assignment. ``secrets``: paths the sandbox must hide and a loopback ``port``
+    where a listener waits (the sandbox must not reach it); ``other_release``: the other assignment's
+    release, for a cell pasted from it."""
+    exercises = [e for e in EXERCISES[assignment] if any(grade_id(c) == e.test_cell for c in source.cells)]
+    points = {grade_id(c): float(c.metadata["nbgrader"]["points"]) for c in source.cells if is_test(c)}
+    solutions = {grade_id(c): _strip_markers(c.source) for c in source.cells if is_solution(c)}
+    stubs = {grade_id(c): c.source for c in release.cells if is_solution(c)}
+    tests_of = {e.solution_cell: e.test_cell for e in exercises}
+    full, zero = dict(points), {k: 0.0 for k in points}
+
+    def only(*solved: str) -> dict[str, float]:
+        keep = {tests_of[s] for s in solved}
+        return {k: (v if k in keep else 0.0) for k, v in points.items()}
+
+    def without(*lost: str) -> dict[str, float]:
+        drop = {tests_of[e] for e in lost}
+        return {k: (0.0 if k in drop else v) for k, v in points.items()}
 
     def reference() -> NotebookNode:
         nb = copy.deepcopy(release)
         for cell in nb.cells:
-            gid = _meta(cell).get("grade_id")
-            if gid in solutions:
-                cell.source = solutions[gid]
+            if grade_id(cell) in solutions:
+                cell.source = solutions[grade_id(cell)]
         return nb
 
     def with_cell(gid: str, new_source: str, nb=None) -> NotebookNode:
         nb = nb or reference()
         for cell in nb.cells:
-            if _meta(cell).get("grade_id") == gid:
+            if grade_id(cell) == gid:
                 cell.source = new_source
         return nb
 
-    def release_source(gid: str) -> str:
-        return next(c.source for c in release.cells if _meta(c).get("grade_id") == gid)
+    def stubbed(body: str = "pass") -> NotebookNode:
+        nb = copy.deepcopy(release)
+        for cell in nb.cells:
+            if grade_id(cell) in stubs:
+                cell.source = _stub(stubs[grade_id(cell)], body)
+        return nb
 
+    def insert_after(nb: NotebookNode, gid: str, source: str) -> NotebookNode:
+        index = next(i for i, c in enumerate(nb.cells) if grade_id(c) == gid)
+        nb.cells.insert(index + 1, _code(source))
+        return nb
+
+    order = [e.solution_cell for e in exercises]
     first, second, last = order[0], order[1], order[-1]
-    cases = {"untouched_release": Case(copy.deepcopy(release), zero), "reference": Case(reference(), full)}
+    cases = {"untouched_release": Case(copy.deepcopy(release), zero, flags_empty=True),
+             "reference": Case(reference(), full, flags_empty=True)}
+
+    # -- the clumsy student
     cases["syntax_error"] = Case(with_cell(first, solutions[first] + "\ndef broken(:\n    pass\n"), without(first))
-    cases["infinite_loop"] = Case(with_cell(second, _stub(release_source(second), "while True:\n    pass")),
+    cases["infinite_loop"] = Case(with_cell(second, _stub(stubs[second], "while True:\n    pass")),
                                   without(second), ["CellTimeoutError"])
     nb = reference()
     nb.cells.insert(1, _code("raise RuntimeError('top-level failure in a student cell')"))
     cases["top_level_exception"] = Case(nb, full, ["top-level failure"])
-    nan_target = next(g for g in order if g in NAN_PATCHES)
-    cases["optimizer_nan"] = Case(with_cell(nan_target, solutions[nan_target] + NAN_PATCHES[nan_target]),
-                                  without(nan_target))
     nb = reference()
-    nb.cells = [c for c in nb.cells if _meta(c).get("grade_id") != tests_of[first]]
-    cases["deleted_test_cell"] = Case(nb, full)
-    nb = with_cell(first, _stub(release_source(first), "pass"))
+    nb.cells = [c for c in nb.cells if grade_id(c) != tests_of[first]]
+    cases["deleted_test_cell"] = Case(nb, full, notes_contain=["re-inserted"])
+    nb = with_cell(first, _stub(stubs[first], "pass"))
     for cell in nb.cells:
-        if _meta(cell).get("grade_id") == tests_of[first]:
+        if grade_id(cell) == tests_of[first]:
             cell.source = '"""Edited by the student."""\nassert True'
     cases["edited_readonly_test"] = Case(nb, without(first))
     nb = reference()
     for index in (len(nb.cells) - 1, len(nb.cells) // 2, 2):
         nb.cells.insert(index, _code("scratch = [i * i for i in range(10)]\nscratch[-1]"))
         nb.cells.insert(index, nbformat.v4.new_markdown_cell("My own notes."))
-    cases["extra_cells"] = Case(nb, full)
+    cases["extra_cells"] = Case(nb, full, flags_empty=True)
     nb = reference()
     nb.metadata["kernelspec"] = {"name": "conda-env-ml-py", "display_name": "Python [conda env:ml]",
                                  "language": "python"}
     cases["renamed_kernel"] = Case(nb, full)
-    cases["colab_saved"] = Case(colab_round_trip(reference()), full)
+    cases["colab_saved"] = Case(colab_round_trip(reference()), full, notes_contain=["nbformat 4.0"],
+                                flags_empty=True)
     nb = reference()
     for cell in nb.cells:
         cell.metadata = {}
-    cases["stripped_metadata"] = Case(nb, full)
-    nb = with_cell(last, _stub(release_source(last), "pass"))
-    nb.cells.insert(2, _code(
-        "import torch, numpy as np\n"
-        "torch.allclose = lambda *a, **k: True\ntorch.isclose = lambda *a, **k: torch.tensor(True)\n"
-        "torch.testing.assert_close = lambda *a, **k: None\n"
-        "np.testing.assert_allclose = lambda *a, **k: None\nnp.allclose = lambda *a, **k: True"))
-    cases["monkeypatch_torch"] = Case(nb, without(last))
+    cases["stripped_metadata"] = Case(nb, full, notes_contain=["restored nbgrader metadata"])
     nb = reference()
-    nb.cells.insert(2, _code("print('x' * 5_000_000)\nfor i in range(100_000):\n    print(i)"))
-    cases["prints_megabytes"] = Case(nb, full)
-    nb = with_cell(last, _stub(release_source(last), "pass"))
+    index = next(i for i, c in enumerate(nb.cells) if grade_id(c) == tests_of[first])
+    nb.cells.insert(index + 1, copy.deepcopy(nb.cells[index]))  # copy-pasted test cell
+    nb.cells[index + 1]["id"] = uuid.uuid4().hex[:8]
+    cases["duplicated_test_cell"] = Case(nb, full, notes_contain=["duplicate"])
+    if other_release is not None:
+        nb = reference()
+        foreign = copy.deepcopy(next(c for c in other_release.cells if is_test(c)))
+        foreign["id"] = uuid.uuid4().hex[:8]
+        foreign.source = '"""A cell pasted from the other assignment."""\nprint("pasted")'
+        nb.cells.insert(3, foreign)
+        cases["foreign_cell"] = Case(nb, full, notes_contain=["another assignment"])
+    nb = reference()
+    for gid in order:
+        insert_after(nb, gid, WARNINGS)
+    cases["warnings_on_stderr"] = Case(nb, full)
+    nb = reference()
+    nb.cells.append(_code(EXIT_AT_END))
+    cases["exits_after_passing"] = Case(nb, full, notes_contain=["WARNING"])
+    nb = reference()
+    nb.cells.append(_code(SWALLOW_INTERRUPT))
+    cases["swallows_interrupt"] = Case(nb, full)
+    nb = reference()
+    nb.cells.append(_code(HUGE_PRINT))
+    cases["prints_400_mb"] = Case(nb, full)
+    nb = reference()
+    nb.cells.insert(2, _code("hog = bytearray(64 * 2**30)"))
+    cases["allocates_too_much"] = Case(nb, full, ["MemoryError"])
+
+    # -- the hostile student
+    nb = stubbed()
+    nb.cells.insert(2, _code(DISPLAYHOOK))
+    for gid in order:
+        insert_after(nb, gid, 'import sys\nsys.displayhook("ok")')
+    cases["displayhook_forgery"] = Case(nb, zero, flags_contain=["IPython"])
+    nb = stubbed()
+    nb.cells.insert(2, _code(IPYTHON_MACHINERY))
+    cases["ipython_machinery"] = Case(nb, zero, flags_contain=["IPython"])
+    nb = stubbed()
+    nb.cells.insert(2, _code(TAMPERING))
+    cases["frame_and_code_tampering"] = Case(nb, zero, flags_contain=["frame"])
+    nb = stubbed()
+    keys = [e.key for e in exercises]
+    for gid in order:
+        insert_after(nb, gid, FORGED_RESULTS.format(keys=keys))
+    cases["forged_results"] = Case(nb, zero)
+    nb = with_cell(first, solutions[first], stubbed())
+    insert_after(nb, tests_of[first], FULL_CONTROL)
+    cases["full_control"] = Case(nb, only(first))
+    nb = reference()
+    nb.cells.insert(2, _code(LEAK_HIDDEN))
+    cases["leaks_hidden_tests"] = Case(nb, full)
+    nb = with_cell(last, _stub(stubs[last], "pass"))
     escape = (
         "import socket\nescaped = []\n"
         f"for path in {secrets['paths']!r}:\n"
@@ -149,14 +323,8 @@ def build_corpus(source: NotebookNode, release: NotebookNode, secrets: dict) -> 
         "    escaped.append('network')\n"
         "except OSError as error:\n    print('network blocked:', type(error).__name__)\n"
         f"if escaped:\n    exec({solutions[last]!r}, globals())\n")
-    nb.cells.append(_code(escape))
-    # the escape cell goes right after the stub, before its test cell
-    index = next(i for i, c in enumerate(nb.cells) if _meta(c).get("grade_id") == last)
-    nb.cells.insert(index + 1, nb.cells.pop())
-    cases["reads_outside_and_network"] = Case(nb, without(last), ["blocked: FileNotFoundError"])
-    nb = reference()
-    nb.cells.insert(2, _code("hog = bytearray(64 * 2**30)\nhog[::4096] = b'x' * len(hog[::4096])"))
-    cases["allocates_too_much"] = Case(nb, full, ["MemoryError"])
+    insert_after(nb, last, escape)
+    cases["reads_outside_and_network"] = Case(nb, without(last), ["blocked:"])
     return cases
 
 

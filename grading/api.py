@@ -1,0 +1,414 @@
+"""Grading as a Python API: ``grade(assignment, path, settings) -> Report``; the CLI (grading.grade) wraps it.
+
+One batch:
+1. the workspace is prepared (nbgrader config, sandbox kernelspec, source, gradebook);
+2. a canary grades the reference solution and the untouched release in the same environment:
+   anything but full marks and zero stops the batch (a kernel importing another course_lib, a
+   broken sandbox...);
+3. each submission is repaired, then executed by ``nbgrader autograde`` in a process of its own,
+   its kernel in the sandbox; hidden test cells only run probes that record what the student's
+   code computes for inputs the grader chose;
+4. after that process ended (or was stopped), the grader judges the recorded results against
+   PyTorch, writes the points into nbgrader's gradebook and composes the feedback page;
+5. the grade CSV and a JSON report with every property are written, whatever happened.
+
+Nothing here changes the caller's working folder or environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import nbformat
+from tqdm.auto import tqdm
+
+from grading import gradebook, verdicts
+from grading.collect import collect
+from grading.course import EXERCISES, Exercise
+from grading.feedback import compose_feedback, find_leaks, grading_code_lines
+from grading.flags import review_flags
+from grading.metadata import prepare_submission
+from grading.release import colab_cells
+from grading.sandbox import bwrap_available, cleanup_kernel_groups
+from grading.settings import GradingSettings
+from grading.workspace import (
+    Workspace,
+    digest_files,
+    generate_assignment,
+    prepare,
+    scrub_lines,
+    test_cell_points,
+    tool_env,
+)
+
+class GradingError(RuntimeError):
+    """The batch cannot be graded (bad settings, no sandbox, a failed canary)."""
+
+
+@dataclass
+class StudentResult:
+    """One student's row of the grade table, plus the verdicts behind it."""
+
+    student_id: str
+    student_name: str = ""
+    origin: str = ""
+    status: str = "pending"  # graded, unreadable, FAILED
+    points: dict[str, Optional[float]] = field(default_factory=dict)  # test cell -> points
+    notes: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    feedback: str = ""  # page path, relative to the workspace
+    verdicts: dict[str, dict] = field(default_factory=dict)  # exercise -> verdict as JSON
+    key: str = ""  # what was graded: submission bytes + grading fingerprint
+
+    def total(self) -> Optional[float]:
+        """Sum of the points, or None when the student was not graded."""
+        if self.status != "graded":
+            return None
+        return round(sum(p or 0.0 for p in self.points.values()), 3)
+
+
+@dataclass
+class Report:
+    """What a batch produced."""
+
+    assignment: str
+    students: dict[str, StudentResult]
+    max_points: dict[str, float]
+    csv_path: Path
+    report_path: Path
+    graded_now: list[str]
+    seconds: float
+
+    def attention(self) -> list[StudentResult]:
+        """Students whose row needs a human look (not graded, or an error in the notes)."""
+        return [s for s in self.students.values()
+                if s.status != "graded" or any(n.startswith(("ERROR", "WARNING")) for n in s.notes)]
+
+
+@dataclass
+class _Batch:
+    """What every submission of one batch shares."""
+
+    ws: Workspace
+    settings: GradingSettings
+    db_url: str
+    fingerprint: str
+    release: nbformat.NotebookNode
+    points: dict[str, float]
+    scrub: list[str]
+
+
+def _exercises(assignment: str) -> tuple[Exercise, ...]:
+    if assignment not in EXERCISES:
+        raise GradingError(f"unknown assignment {assignment!r}; known: {', '.join(EXERCISES)}")
+    return EXERCISES[assignment]
+
+
+def _load_state(ws: Workspace) -> dict[str, StudentResult]:
+    """What previous runs graded."""
+    try:
+        data = json.loads(ws.state_file().read_text())
+        return {k: StudentResult(**v) for k, v in data.get("students", {}).items()}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _save_state(ws: Workspace, students: dict[str, StudentResult]) -> None:
+    tmp = ws.state_file().with_suffix(".tmp")
+    tmp.write_text(json.dumps({"students": {k: dataclasses.asdict(v) for k, v in students.items()}}, indent=1))
+    tmp.replace(ws.state_file())
+
+
+def _place(batch: _Batch, student: str, data: bytes) -> tuple[bool, list[str], list[str]]:
+    """Repair a submission and write it where nbgrader expects it; return (ok, notes, flags)."""
+    target = batch.ws.submitted_notebook(student)
+    if target.parent.exists():
+        shutil.rmtree(target.parent)
+    target.parent.mkdir(parents=True)
+    try:
+        nb, notes, _ = prepare_submission(data.decode("utf-8", errors="replace"), batch.release)
+        flags = review_flags(nb, batch.release)
+        target.write_text(nbformat.writes(nb))
+        return True, notes, flags
+    except Exception as exc:  # not a notebook at all: nbgrader gets nothing and the row says why
+        return False, [f"ERROR: unreadable notebook ({type(exc).__name__}: {str(exc)[:300]})"], []
+
+
+def _tail(path: Path, limit: int = 2000) -> str:
+    """The last ``limit`` bytes of a file, as text."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - limit))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _execute(batch: _Batch, student: str, runtime: Path) -> tuple[dict, list[str]]:
+    """Run grading.autograde_one for one student in its own process group; stop it at the time limit."""
+    ws, notes = batch.ws, []
+    result_file = ws.private("runs", student, ".json")
+    result_file.unlink(missing_ok=True)
+    log_file = ws.private("logs", student, ".log")
+    env = tool_env({"JUPYTER_PATH": str(ws.root / "jupyter"), "JUPYTER_RUNTIME_DIR": str(runtime),
+                    "COURSE_GRADING_IO": str(runtime / "io")})
+    cmd = [sys.executable, "-m", "grading.autograde_one", str(ws.root), ws.assignment, student, str(runtime),
+           str(result_file)]
+    with open(log_file, "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=ws.root, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc.wait(timeout=batch.settings.submission_timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            notes.append(f"ERROR: the notebook ran past {batch.settings.submission_timeout_s} s and was stopped; "
+                         "exercises judged before that keep their points")
+    try:
+        outcome = json.loads(result_file.read_text())
+    except (OSError, ValueError):
+        outcome = {"executed": False, "error": _tail(log_file)}
+    if not outcome.get("executed") and not notes:
+        reason = (outcome.get("error") or "").strip().splitlines()
+        notes.append("WARNING: nbgrader could not run the whole notebook"
+                     + (f" ({reason[-1][:300]})" if reason else "") + "; exercises judged before that keep their points")
+    return outcome, notes
+
+
+def _verdict_json(v) -> dict:
+    return {"fraction": v.fraction, "note": v.note,
+            "properties": [dataclasses.asdict(p) for p in v.properties]}
+
+
+def _grade_student(batch: _Batch, result: StudentResult, feedback: bool = True) -> StudentResult:
+    """Execute, judge, record and give feedback for one placed submission."""
+    ws, student = batch.ws, result.student_id
+    runtime = Path(tempfile.mkdtemp(prefix="grade-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    try:
+        io = runtime / "io"
+        (io / "results").mkdir(parents=True)
+        challenge = verdicts.make_challenge(ws.assignment, random.SystemRandom().randrange(2**63))
+        (io / "challenge.json").write_text(json.dumps(challenge))
+        _, notes = _execute(batch, student, runtime)
+        result.notes += notes
+        judged = verdicts.judge(ws.assignment, challenge, io / "results")
+    finally:
+        cleanup_kernel_groups(runtime)
+        shutil.rmtree(runtime, ignore_errors=True)
+    scores = {}
+    for exercise in _exercises(ws.assignment):
+        verdict = judged[exercise.key]
+        scores[exercise.test_cell] = round(batch.points[exercise.test_cell] * verdict.fraction, 3)
+        result.verdicts[exercise.key] = _verdict_json(verdict)
+    gradebook.record_scores(batch.db_url, ws.assignment, ws.notebook_name(), student, scores)
+    result.points = scores
+    result.status = "graded"
+    if feedback:
+        _write_feedback(batch, result, judged)
+    return result
+
+
+def _write_feedback(batch: _Batch, result: StudentResult, judged: dict) -> None:
+    """Compose the student's page from the verdicts and their own (sanitized) cells."""
+    ws, student = batch.ws, result.student_id
+    executed = ws.autograded_notebook(student)
+    source = executed if executed.is_file() else ws.submitted_notebook(student)
+    notebook = nbformat.read(str(source), as_version=4)
+    page = compose_feedback(
+        notebook=notebook, release=batch.release, assignment=ws.assignment,
+        exercises=_exercises(ws.assignment), verdicts=judged, points=result.points, max_points=batch.points,
+        student=result.student_name or student, notes=[n for n in result.notes if not n.startswith("ERROR: feedback")],
+        scrub_lines=batch.scrub)
+    leaks = find_leaks(page, batch.scrub)
+    target = ws.feedback_page(student)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if leaks:  # never hand out a page that shows a hidden test or grading code
+        target.unlink(missing_ok=True)
+        result.notes.append("ERROR: feedback withheld: it would show hidden test text")
+        return
+    target.write_text(page)
+    result.feedback = str(target.relative_to(ws.root))
+
+
+def _safe_grade(batch: _Batch, result: StudentResult, feedback: bool = True) -> StudentResult:
+    """_grade_student that never raises: a failure is recorded in the row."""
+    try:
+        return _grade_student(batch, result, feedback)
+    except Exception as exc:  # the batch goes on; the instructor sees why in the CSV
+        result.status = "FAILED"
+        result.notes.append(f"ERROR: grading failed: {type(exc).__name__}: {str(exc)[:500]}")
+        (batch.ws.private("logs", result.student_id, ".grader.log")).write_text(traceback.format_exc())
+        return result
+
+
+def _canary_key(fingerprint: str) -> str:
+    """What the canary's verdict depends on: the grading fingerprint and the kernel's environment."""
+    import course_lib
+
+    env = [sys.executable, str(Path(course_lib.__file__).resolve()), *sys.path]
+    return hashlib.sha256((fingerprint + digest_files([Path(course_lib.__file__).resolve().parent])
+                           + json.dumps(env)).encode()).hexdigest()[:16]
+
+
+def run_canary(assignment: str, settings: GradingSettings, fingerprint: str) -> None:
+    """Grade the reference solution and the untouched release in a workspace of their own, with the
+    batch's sandbox and settings; raise GradingError unless they score full marks and zero."""
+    ws = Workspace(Path(settings.workspace) / "canary", assignment)
+    marker = ws.root.parent / f"canary_{assignment}.json"
+    key = _canary_key(fingerprint)
+    if marker.is_file() and json.loads(marker.read_text()).get("key") == key:
+        return
+    db_url = f"sqlite:///{ws.root / 'gradebook.db'}?timeout=120"
+    prepare(ws, settings, db_url)
+    generate_assignment(ws)
+    release = _student_release(ws)
+    points = test_cell_points(ws.source_notebook())
+    batch = _Batch(ws, settings, db_url, fingerprint, release,
+                   {e.test_cell: points[e.test_cell] for e in _exercises(assignment)},
+                   scrub_lines(ws.source_notebook()))
+    notebooks = {"reference": _reference_notebook(release, ws.source_notebook()), "release": release}
+    expected = {"reference": 1.0, "release": 0.0}
+    gradebook.create_students(db_url, {s: s for s in notebooks})
+    with ThreadPoolExecutor(max_workers=min(2, max(1, settings.jobs))) as pool:
+        futures = {}
+        for student, nb in notebooks.items():
+            _, notes, _ = _place(batch, student, nbformat.writes(nb).encode())
+            futures[student] = pool.submit(_safe_grade, batch, StudentResult(student, notes=notes), False)
+        results = {s: f.result() for s, f in futures.items()}
+    problems = []
+    best = sum(batch.points.values())
+    for student, result in results.items():
+        total, want = result.total() or 0.0, expected[student] * best
+        if result.status != "graded" or abs(total - want) > 1e-6:
+            wrong = [f"{ex} ({v['note'] or 'no note'}): "
+                     + "; ".join(p["message"] for p in v["properties"] if p["passed"] != (want > 0))[:300]
+                     for ex, v in result.verdicts.items() if (v["fraction"] < 1) == (want > 0)]
+            problems.append(f"the {student} notebook scored {total}/{best} (expected {want}), status "
+                            f"{result.status}; notes: {' | '.join(result.notes)[:600]}; {' | '.join(wrong)[:900]}")
+    if problems:
+        raise GradingError(
+            "Canary failed: grading the reference solution and the untouched release did not give full marks "
+            "and zero, so no grade of this batch could be trusted. Likely causes: the kernel imports a different "
+            "course_lib than the grader (a venv built from another checkout, or a stale non-editable install: "
+            "reinstall with `pip install .` from this checkout), a sandbox that cannot start, or solutions/ out of "
+            f"step with grading/. Logs: {ws.root / 'logs'}. Details:\n  " + "\n  ".join(problems))
+    marker.write_text(json.dumps({"key": key, "at": time.strftime("%Y-%m-%d %H:%M:%S")}))
+
+
+def _student_release(ws: Workspace) -> nbformat.NotebookNode:
+    """The notebook as students get it: nbgrader's release with the Colab badge and set-up cell in front."""
+    release = nbformat.read(str(ws.release_notebook()), as_version=4)
+    release.cells = colab_cells(ws.assignment) + release.cells
+    return release
+
+
+def _reference_notebook(release: nbformat.NotebookNode, source_nb: Path) -> nbformat.NotebookNode:
+    """The release with the source's solution cells put in (markers removed): what a perfect student hands in."""
+    from grading.course import grade_id, is_solution
+
+    source = nbformat.read(str(source_nb), as_version=4)
+    solutions = {grade_id(c): "\n".join(line for line in c.source.splitlines()
+                                        if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
+                 for c in source.cells if is_solution(c)}
+    nb = nbformat.from_dict(json.loads(nbformat.writes(release)))
+    for cell in nb.cells:
+        if is_solution(cell) and grade_id(cell) in solutions:
+            cell.source = solutions[grade_id(cell)]
+    return nb
+
+
+def grade(assignment: str, path: Path, settings: GradingSettings = GradingSettings(), *,
+          progress: Optional[Callable[[str], None]] = None) -> Report:
+    """Grade every submission under ``path`` (a folder or an LMS zip); return the report."""
+    started = time.time()
+    exercises = _exercises(assignment)
+    if settings.sandbox and not bwrap_available():
+        raise GradingError("bubblewrap (Debian package bubblewrap) is needed to sandbox student code; install it, "
+                           "or grade trusted notebooks only with sandbox=False (--no-sandbox)")
+    ws = Workspace(settings.workspace, assignment)
+    db_url = settings.gradebook_url()
+    fingerprint = prepare(ws, settings, db_url)
+    students = _load_state(ws)
+    stamp = ws.root / f"generated_{assignment}.txt"
+    if not ws.release_notebook().is_file() or not stamp.is_file() or stamp.read_text() != fingerprint:
+        generate_assignment(ws)
+        stamp.write_text(fingerprint)
+    release = _student_release(ws)
+    points = {e.test_cell: test_cell_points(ws.source_notebook())[e.test_cell] for e in exercises}
+    batch = _Batch(ws, settings, db_url, fingerprint, release, points,
+                   scrub_lines(ws.source_notebook()) + grading_code_lines())
+    if settings.canary:
+        run_canary(assignment, settings, fingerprint)
+
+    submissions, warnings = collect(Path(path), settings.pattern, max_notebook_bytes=settings.max_notebook_mb * 2**20)
+    for warning in warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    todo: list[StudentResult] = []
+    for sub in submissions:
+        data = sub.read()
+        key = hashlib.sha256(data).hexdigest()[:32] + fingerprint
+        previous = students.get(sub.student_id)
+        if previous and not settings.force and previous.key == key and previous.status == "graded":
+            continue
+        ok, notes, flags = _place(batch, sub.student_id, data)
+        result = StudentResult(sub.student_id, sub.student_name, sub.origin, "pending" if ok else "unreadable",
+                               notes=list(sub.notes) + notes, flags=flags, key=key)
+        students[sub.student_id] = result
+        if ok:
+            todo.append(result)
+    gradebook.create_students(db_url, {r.student_id: r.student_name for r in todo})
+    say = progress or (lambda text: print(text, file=sys.stderr))
+    say(f"{assignment}: {len(submissions)} submissions, {len(todo)} to grade "
+        f"({len(submissions) - len(todo)} unchanged), {settings.jobs} job(s)")
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, settings.jobs)) as pool:
+            futures = [pool.submit(_safe_grade, batch, r) for r in todo]
+            for future in tqdm(as_completed(futures), total=len(futures), unit="submission", desc=assignment,
+                               disable=settings.quiet, file=sys.stderr):
+                done = future.result()
+                students[done.student_id] = done
+                _save_state(ws, students)
+    finally:
+        _save_state(ws, students)
+        _export(batch, students)
+    return Report(assignment, students, points, ws.grades_csv(), ws.report_json(),
+                  [r.student_id for r in todo], time.time() - started)
+
+
+def _export(batch: _Batch, students: dict[str, StudentResult]) -> None:
+    """Write the grade CSV and the JSON report (always, whatever happened to single students)."""
+    ws, cells = batch.ws, list(batch.points)
+    try:
+        recorded = gradebook.recorded_scores(batch.db_url, ws.assignment,
+                                             [s for s, r in students.items() if r.status == "graded"])
+    except Exception as exc:  # a broken gradebook must not cost the table: use what this run computed
+        print(f"WARNING: gradebook unreadable ({exc}); the CSV holds this run's scores", file=sys.stderr)
+        recorded = {}
+    rows = []
+    for student, r in sorted(students.items()):
+        points = {**r.points, **recorded.get(student, {})} if r.status == "graded" else {}
+        row = {"student_id": student, "student_name": r.student_name, "origin": r.origin,
+               **{c: "" if points.get(c) is None else round(points[c], 3) for c in cells},
+               "total": "" if r.status != "graded" else round(sum(points.get(c) or 0.0 for c in cells), 3),
+               "max_total": sum(batch.points.values()), "status": r.status, "notes": " | ".join(r.notes),
+               "review_flags": " | ".join(r.flags), "feedback": r.feedback}
+        rows.append(row)
+    gradebook.write_csv(ws.grades_csv(), rows, cells)
+    report = {s: {"status": r.status, "points": r.points, "verdicts": r.verdicts, "notes": r.notes,
+                  "review_flags": r.flags} for s, r in sorted(students.items())}
+    ws.report_json().write_text(json.dumps(report, indent=1))

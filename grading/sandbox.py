@@ -1,52 +1,101 @@
-"""Run a student's Jupyter kernel inside a bubblewrap sandbox with resource limits.
+"""Run a student's Jupyter kernel in a bubblewrap sandbox, as an unprivileged user, in its own cgroup.
 
-The grader (nbgrader, running unconfined) starts the kernel through a kernelspec whose argv is
-``python -m grading.sandbox SETTINGS.json {connection_file}``. This module, still unconfined,
-reads the hidden-check modules into memory, sets resource limits, and execs ``bwrap``. Inside:
-no network (own network namespace, only a down loopback), own PID/IPC/UTS namespaces, no
-capabilities, a read-only view of the system, Python and course_lib only, a private scratch
-folder as working directory, a tmpfs /tmp. The kernel talks to nbgrader over Unix sockets
-(``ipc`` transport) in a runtime folder private to this one submission. The check modules are
-compiled from memory before student code runs, so their source is nowhere on the sandbox's disk,
-and a guard restores patched attributes of torch, numpy, builtins and the checks before each cell.
+nbgrader (unconfined) starts the kernel through a kernelspec whose argv is
+``python -m grading.sandbox SETTINGS.json {connection_file}``. This launcher, still unconfined, then:
+
+1. puts itself in a cgroup of its own (``grading.cgroups``): memory of the kernel, its children and its
+   tmpfs together, a process count and a CPU share; where no cgroup can be made, ``cgroups="require"``
+   refuses and ``"warn"`` runs on rlimits alone, saying so on stderr and in the status file;
+2. sets rlimits (CPU seconds, file size, no core dumps, address space as a second line);
+3. as root: in a private mount namespace, binds what the kernel needs into a staging tmpfs, the two
+   writable folders (the runtime folder with the kernel's sockets, ``IO/results``) with noexec, nosuid
+   and nodev (bwrap has no noexec option; flags set here are locked for the unprivileged bwrap), so that
+   no path is both writable and executable; hands those two folders to the sandbox user's group
+   (mode 1770); drops to that user (``course-sandbox``, created if missing);
+4. sends the kernel's stdin/stdout/stderr to /dev/null (the grader's control channel stays its own),
+   closes every other descriptor but the payload memfd, and execs bwrap.
+
+Inside: a user namespace (uid 1000, an unprivileged uid outside), no network, own PID/IPC/UTS/cgroup
+namespaces, read-only system, Python, course_lib and data; ``/proc/sys`` read-only; sized tmpfs for
+``/tmp`` (working folder ``/tmp/work``), ``/dev`` and ``/dev/shm``; the rest of the root read-only;
+the runtime folder at ``/run/kernel`` (not its host path); ``/grading/challenge.json`` (a read-only
+copy) and ``/grading/results``. The kernel starts from ``grading.kernel_bootstrap``, read from the
+memfd, so neither it nor the preloaded modules are files in the sandbox.
+
+The pipeline passes ``COURSE_GRADING_IO=<host folder>`` in the launcher's environment, and after the
+kernel is gone calls ``cleanup(settings, io_dir=..., connection_file=...)``; ``sweep(settings)`` before
+a batch removes cgroups left by crashed runs; ``preflight(settings)`` checks the host once.
 """
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import json
 import os
+import pwd
 import resource
 import shutil
+import stat
+import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from grading import cgroups as cg
+from grading import kernel_bootstrap
+
 KERNEL_NAME = "course-sandbox"
+IO_ENV = "COURSE_GRADING_IO"  # host folder holding challenge.json and results/, set by the pipeline
+INNER_RUNTIME = "/run/kernel"
+INNER_IO = "/grading"
+INNER_UID = 1000
+STAGE = "/run/course-sandbox"  # mount point of the staging tmpfs, in the launcher's namespace only
+
+
+class SandboxUnavailable(RuntimeError):
+    """The sandbox cannot be set up as the settings require; the message names the cause."""
 
 
 @dataclass
 class SandboxSettings:
     """Limits and file-system view of one sandboxed kernel (saved as JSON beside its kernelspec)."""
 
-    memory_mb: int = 8192  # address space: importing torch alone maps ~3.3 GB of it
-    cpu_s: int = 600
-    file_size_mb: int = 256
-    threads: int = 1
-    enabled: bool = True
+    memory_mb: int = 4096  # cgroup: the kernel, its children and its tmpfs together (torch needs ~600)
+    address_space_mb: int = 16384  # RLIMIT_AS per process, a second line (importing torch maps ~3.3 GB)
+    cpu_s: int = 600  # RLIMIT_CPU per process
+    file_size_mb: int = 256  # RLIMIT_FSIZE: largest file a process may write
+    pids_max: int = 256  # processes and threads of the kernel and its children
+    cpu_weight: int = 100  # CPU share against other groups (cgroup v2 scale; 100 is the default)
+    tmpfs_mb: int = 512  # /tmp, the working folder included (also counted in memory_mb)
+    shm_mb: int = 64  # /dev/shm
+    threads: int = 1  # OMP/MKL/OpenBLAS threads
+    enabled: bool = True  # False: unconfined kernel (trusted notebooks only)
+    cgroups: str = "require"  # no cgroup possible: "require" refuses, "warn" runs on rlimits, loudly
+    cgroup_root: str = cg.ROOT  # where the cgroup hierarchies are mounted
+    user: str = "course-sandbox"  # host user the kernel runs as when the launcher is root
     readonly_paths: list[str] = field(default_factory=list)
-    data_dir: Optional[str] = None
+    data_dir: Optional[str] = None  # bound read-only at /data (COURSE_DATA)
     preload_modules: dict[str, str] = field(default_factory=dict)  # module name -> source file
     env: dict[str, str] = field(default_factory=dict)  # extra environment of the kernel
+    log_file: Optional[str] = None  # debugging only: the kernel's stdout/stderr instead of /dev/null
 
     def save(self, path: Path) -> None:
         """Write the settings as JSON."""
-        path.write_text(json.dumps(asdict(self), indent=1))
+        Path(path).write_text(json.dumps(asdict(self), indent=1))
 
     @classmethod
     def load(cls, path: Path) -> "SandboxSettings":
         """Read settings written by ``save``."""
         return cls(**json.loads(Path(path).read_text()))
+
+    def limits(self) -> cg.Limits:
+        """The cgroup limits."""
+        return cg.Limits(memory_mb=self.memory_mb, pids_max=self.pids_max, cpu_weight=self.cpu_weight)
+
+
+# ---------------------------------------------------------------- host checks, kernelspec, clean-up
 
 
 def bwrap_available() -> bool:
@@ -54,13 +103,35 @@ def bwrap_available() -> bool:
     exe = shutil.which("bwrap")
     if exe is None:
         return False
-    import subprocess
-
-    probe = subprocess.run(
-        [exe, "--unshare-net", "--unshare-pid", "--die-with-parent", "--ro-bind", "/", "/", "true"],
-        capture_output=True,
-    )
+    probe = subprocess.run([exe, "--unshare-user", "--unshare-net", "--unshare-pid", "--die-with-parent",
+                            "--ro-bind", "/", "/", "true"], capture_output=True)
     return probe.returncode == 0
+
+
+def preflight(settings: SandboxSettings) -> list[str]:
+    """Check once that kernels can be sandboxed as ``settings`` ask; return warnings for the notes.
+
+    Raises SandboxUnavailable naming the cause (no bwrap, no user namespaces, no cgroup in "require").
+    """
+    if not settings.enabled:
+        return ["kernels ran unsandboxed (--no-sandbox)"]
+    if not bwrap_available():
+        raise SandboxUnavailable("bubblewrap (apt package bubblewrap) is missing or cannot create user and network "
+                                 "namespaces here (see /proc/sys/user/max_user_namespaces)")
+    if os.geteuid() == 0:
+        sandbox_ids(settings.user)
+    name = f"preflight-{os.getpid()}"
+    try:
+        cg.create(name, settings.limits(), settings.cgroup_root)
+    except cg.CgroupError as exc:
+        if settings.cgroups == "require":
+            raise SandboxUnavailable(f"no cgroup for the kernels: {exc}; pass cgroups='warn' to grade with "
+                                     "rlimits only") from exc
+        return [f"WARNING: no cgroup: memory, process count and CPU share of kernels are not limited as a "
+                f"whole, only per process by rlimits ({exc})"]
+    finally:
+        cg.remove(name, settings.cgroup_root)
+    return []
 
 
 def default_readonly_paths() -> list[str]:
@@ -90,48 +161,159 @@ def write_kernelspec(jupyter_dir: Path, settings: SandboxSettings, repo_root: Pa
     return kernel_dir
 
 
-def _bind_args(paths: list[str]) -> list[str]:
-    """bwrap arguments that mount each path read-only at the same place, keeping /bin-style symlinks."""
-    args: list[str] = []
-    for top in ("/bin", "/lib", "/lib64", "/sbin"):
-        if os.path.islink(top):
-            args += ["--symlink", os.readlink(top), top]
-        elif os.path.isdir(top):
-            args += ["--ro-bind", top, top]
-    for p in dict.fromkeys(paths):
-        if os.path.exists(p):
-            args += ["--ro-bind", p, p]
-    return args
+def run_name(io_dir: Optional[str], connection_file: Optional[str]) -> str:
+    """The cgroup name of a kernel: from its IO folder when it has one, else from its connection file."""
+    key = io_dir or connection_file
+    if not key:
+        raise ValueError("need the IO folder or the connection file")
+    return "k-" + hashlib.sha256(os.path.realpath(key).encode()).hexdigest()[:24]
 
 
-def _set_limits(settings: SandboxSettings) -> None:
-    """Apply CPU-time, address-space, file-size and core-dump limits (inherited by the kernel)."""
-    mem = settings.memory_mb * 2**20
-    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    resource.setrlimit(resource.RLIMIT_CPU, (settings.cpu_s, settings.cpu_s + 5))
-    fsize = settings.file_size_mb * 2**20
-    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+def status_file(io_dir: Optional[str], connection_file: str) -> Path:
+    """Where the launcher records how the kernel was confined (not writable from the sandbox)."""
+    if io_dir:
+        return Path(io_dir) / "sandbox.json"
+    return Path(connection_file).resolve().parent / (Path(connection_file).stem + ".sandbox.json")
 
 
-def _preload_fd(settings: SandboxSettings) -> int:
-    """An inheritable memfd holding the check modules' sources as JSON (never a file in the sandbox)."""
-    sources = {name: {"path": str(Path(path).resolve()), "text": Path(path).read_text()}
-               for name, path in settings.preload_modules.items()}
-    fd = os.memfd_create("checks", 0)
-    os.write(fd, json.dumps(sources).encode())
+def read_status(io_dir: Optional[str] = None, connection_file: Optional[str] = None) -> dict:
+    """The launcher's record: {"cgroup": name or null, "uid": host uid, "warnings": [...]} ({} if none)."""
+    path = status_file(io_dir, connection_file or "")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def cleanup(settings: SandboxSettings, io_dir: Optional[str] = None, connection_file: Optional[str] = None) -> bool:
+    """After the kernel is gone: kill what is left of it and remove its cgroup; True when clean."""
+    return cg.remove(run_name(io_dir, connection_file), settings.cgroup_root)
+
+
+def sweep(settings: SandboxSettings) -> int:
+    """Before a batch: remove empty cgroups left by earlier runs; return how many."""
+    return cg.sweep(settings.cgroup_root)
+
+
+# ---------------------------------------------------------------- the unprivileged user
+
+
+def sandbox_ids(user: str) -> tuple[int, int]:
+    """uid and gid of the sandbox user, creating it (a system user without home or shell) if missing."""
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                        "--shell", "/usr/sbin/nologin", user], capture_output=True)
+        try:  # a concurrent launcher may have created it first
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            raise SandboxUnavailable(f"cannot create the sandbox user {user!r} (useradd failed)") from None
+    if entry.pw_uid == 0 or entry.pw_gid == 0:
+        raise SandboxUnavailable(f"the sandbox user {user!r} must not be root")
+    return entry.pw_uid, entry.pw_gid
+
+
+def _share_with(path: Path, gid: int) -> None:
+    """Make a root-owned folder writable for the sandbox group; sticky, so it cannot touch our files."""
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode):
+        raise SandboxUnavailable(f"{path} is not a folder")
+    os.chown(path, 0, gid, follow_symlinks=False)
+    os.chmod(path, 0o1770)
+
+
+# ---------------------------------------------------------------- mounts (root only, private namespace)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+CLONE_NEWNS = 0x20000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
+MS_REC, MS_PRIVATE, MS_RELATIME = 1 << 14, 1 << 18, 1 << 21
+
+
+def _mount(source: Optional[str], target: str, fstype: Optional[str], flags: int, data: Optional[str] = None) -> None:
+    """mount(2), raising OSError."""
+    enc = (lambda s: None if s is None else s.encode())  # noqa: E731
+    if _libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {source} -> {target}: {os.strerror(err)}")
+
+
+def _locked_flags(path: str) -> int:
+    """The mount flags a remount of ``path`` must keep (statvfs bits -> MS_* bits)."""
+    f = os.statvfs(path).f_flag
+    same = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | 16 | 64 | 1024 | 2048  # sync, mand, noatime...
+    return (f & same) | (MS_RELATIME if f & 4096 else 0)
+
+
+def _reachable(path: str) -> bool:
+    """True when any user can reach ``path`` (every parent folder is o+x)."""
+    parent = Path(path).resolve().parent
+    return all(os.stat(p).st_mode & stat.S_IXOTH for p in [parent, *parent.parents])
+
+
+def _private_stage(sources: list[tuple[str, bool]]) -> list[str]:
+    """Enter a private mount namespace and bind each (path, writable) into a staging tmpfs.
+
+    Writable binds get noexec, nosuid, nodev; read-only ones rdonly, nosuid, nodev. Returns the staged
+    paths, reachable by the sandbox user even where the originals sit under a private folder (/root).
+    """
+    if _libc.unshare(CLONE_NEWNS) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare(CLONE_NEWNS): {os.strerror(err)}")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    os.makedirs(STAGE, mode=0o755, exist_ok=True)
+    _mount("course-sandbox", STAGE, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,mode=0755")
+    staged = []
+    for i, (source, writable) in enumerate(sources):
+        target = f"{STAGE}/{i}"
+        if os.path.isdir(source):
+            os.mkdir(target)
+        else:
+            Path(target).touch()
+        _mount(source, target, None, MS_BIND | (0 if writable else MS_REC))
+        extra = MS_NOSUID | MS_NODEV | (MS_NOEXEC if writable else MS_RDONLY)
+        _mount(None, target, None, MS_REMOUNT | MS_BIND | _locked_flags(target) | extra)
+        staged.append(target)
+    return staged
+
+
+# ---------------------------------------------------------------- the command
+
+
+def _memfd(name: str, data: bytes) -> int:
+    """An inheritable in-memory file holding ``data``, positioned at its start."""
+    fd = os.memfd_create(name, 0)
+    os.write(fd, data)
     os.lseek(fd, 0, os.SEEK_SET)
     os.set_inheritable(fd, True)
     return fd
 
 
-def kernel_command(settings: SandboxSettings, connection_file: str, workdir: str, fd: int) -> list[str]:
-    """The full command that starts the sandboxed kernel."""
-    boot = [sys.executable, "-c", BOOTSTRAP, str(fd), connection_file]
-    if not settings.enabled:
-        return boot
-    runtime_dir = str(Path(connection_file).resolve().parent)
-    env = {
+def _dev_args(settings: SandboxSettings) -> list[str]:
+    """A small /dev (bwrap's --dev cannot be sized) with the usual character devices and a sized /dev/shm."""
+    args = ["--size", str(2**20), "--tmpfs", "/dev"]
+    for dev in ("null", "zero", "full", "random", "urandom"):
+        args += ["--dev-bind", f"/dev/{dev}", f"/dev/{dev}"]
+    for i, name in enumerate(("stdin", "stdout", "stderr")):
+        args += ["--symlink", f"/proc/self/fd/{i}", f"/dev/{name}"]
+    return args + ["--symlink", "/proc/self/fd", "/dev/fd", "--size", str(settings.shm_mb * 2**20),
+                   "--tmpfs", "/dev/shm"]
+
+
+def _inner_connection(info: dict, runtime_dir: str) -> dict:
+    """The connection info as the kernel sees it: ipc socket paths under INNER_RUNTIME."""
+    if info.get("transport") != "ipc":
+        raise SandboxUnavailable("the sandboxed kernel has no network: set KernelManager.transport = 'ipc'")
+    if os.path.dirname(os.path.realpath(info["ip"])) != os.path.realpath(runtime_dir):
+        raise SandboxUnavailable(f"the kernel's ipc path {info['ip']} must lie in its runtime folder {runtime_dir}")
+    return dict(info, ip=f"{INNER_RUNTIME}/{os.path.basename(info['ip'])}")
+
+
+def kernel_env(settings: SandboxSettings) -> dict[str, str]:
+    """The kernel's whole environment inside the sandbox."""
+    return {
         "PATH": f"{sys.prefix}/bin:/usr/bin:/bin",
         "HOME": "/tmp",
         "MPLCONFIGDIR": "/tmp/.mpl",
@@ -144,101 +326,172 @@ def kernel_command(settings: SandboxSettings, connection_file: str, workdir: str
         "NBGRADER_EXECUTION": os.environ.get("NBGRADER_EXECUTION", "autograde"),
         **settings.env,
     }
-    args = ["bwrap", "--die-with-parent", "--unshare-net", "--unshare-pid", "--unshare-ipc",
-            "--unshare-uts", "--unshare-cgroup-try", "--cap-drop", "ALL", "--hostname", "sandbox",
-            "--clearenv", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    args += _bind_args(settings.readonly_paths)
-    if settings.data_dir and os.path.isdir(settings.data_dir):
-        args += ["--ro-bind", settings.data_dir, "/data"]
-        env["COURSE_DATA"] = "/data"
-    args += ["--bind", runtime_dir, runtime_dir, "--bind", workdir, "/tmp/work", "--chdir", "/tmp/work"]
+
+
+def bwrap_command(settings: SandboxSettings, binds: dict[str, str], files: dict[str, int],
+                  env: dict[str, str], fd: int) -> list[str]:
+    """bwrap's argv; ``binds``: inside path -> host path ('rw:' prefix: writable); ``files``: path -> fd."""
+    args = ["bwrap", "--unshare-user", "--uid", str(INNER_UID), "--gid", str(INNER_UID), "--unshare-net",
+            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent",
+            "--new-session", "--hostname", "sandbox", "--clearenv", "--proc", "/proc"]
+    args += _dev_args(settings)
+    args += ["--size", str(settings.tmpfs_mb * 2**20), "--tmpfs", "/tmp", "--dir", "/tmp/work"]
+    for top in ("/bin", "/lib", "/lib64", "/sbin"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top) and top not in binds:
+            args += ["--ro-bind", top, top]
+    for inside, host in binds.items():
+        args += ["--bind", host[3:], inside] if host.startswith("rw:") else ["--ro-bind", host, inside]
+    for inside, file_fd in files.items():
+        args += ["--ro-bind-data" if inside.startswith(INNER_IO) else "--file", str(file_fd), inside]
+    args += ["--remount-ro", "/", "--chdir", "/tmp/work"]
     for key, value in env.items():
         args += ["--setenv", key, value]
-    return args + ["--"] + boot
+    return args + ["--", sys.executable, "-c", kernel_bootstrap.STUB, str(fd)]
+
+
+def _workdir_files(limit: int = 200) -> list[Path]:
+    """The non-notebook files nbgrader put in the launcher's folder (the kernel gets copies)."""
+    return [p for p in sorted(Path.cwd().iterdir())[:limit]
+            if p.is_file() and not p.is_symlink() and p.suffix != ".ipynb"]
+
+
+# ---------------------------------------------------------------- the launcher
+
+
+def _set_limits(settings: SandboxSettings, nproc: bool) -> None:
+    """CPU-time, file-size, core-dump and address-space limits (and a process count without cgroup)."""
+    resource.setrlimit(resource.RLIMIT_CPU, (settings.cpu_s, settings.cpu_s + 5))
+    fsize = settings.file_size_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if settings.address_space_mb:
+        mem = settings.address_space_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    if nproc:  # per host uid, so shared by the kernels running at once
+        resource.setrlimit(resource.RLIMIT_NPROC, (settings.pids_max, settings.pids_max))
+
+
+def _enter_cgroup(settings: SandboxSettings, name: str, status: dict) -> bool:
+    """Join the kernel's cgroup; False (and a loud warning) where there is none and the mode allows it."""
+    try:
+        cg.enter(cg.create(name, settings.limits(), settings.cgroup_root))
+        status["cgroup"] = name
+        return True
+    except cg.CgroupError as exc:
+        if settings.cgroups == "require":
+            raise SandboxUnavailable(f"no cgroup for the kernel: {exc} (settings: cgroups='warn' runs with "
+                                     "rlimits only)") from exc
+        message = (f"WARNING: kernel runs without a cgroup ({exc}): memory, processes and CPU are limited "
+                   "per process only")
+        print(message, file=sys.stderr, flush=True)
+        status["warnings"].append(message)
+        return False
+
+
+def _redirect_stdio(log_file: Optional[str]) -> None:
+    """The kernel gets /dev/null (or a debug log) as stdin, stdout and stderr, never the grader's pipes."""
+    null = os.open(os.devnull, os.O_RDWR)
+    out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if log_file else null
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+
+
+def _close_fds(keep: list[int]) -> None:
+    """Close every descriptor above 2 except ``keep`` (made inheritable)."""
+    for fd in sorted(int(x) for x in os.listdir("/proc/self/fd")):
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    for fd in keep:
+        os.set_inheritable(fd, True)
+
+
+def launch(settings: SandboxSettings, connection_file: str, io_dir: Optional[str]) -> None:
+    """Set everything up and exec the sandboxed kernel (never returns)."""
+    connection_file = os.path.abspath(connection_file)
+    runtime_dir = os.path.dirname(connection_file)
+    info = json.loads(Path(connection_file).read_text())
+    status: dict = {"cgroup": None, "uid": os.getuid(), "warnings": []}
+    results = Path(io_dir, "results") if io_dir else None
+    if results:
+        results.mkdir(exist_ok=True)
+    if not settings.enabled:
+        workdir = Path(os.environ.get("GRADING_SCRATCH") or Path(runtime_dir) / "work")
+        workdir.mkdir(parents=True, exist_ok=True)
+        for item in _workdir_files():
+            shutil.copy(item, workdir / item.name)
+        if io_dir:
+            os.environ.update(COURSE_GRADING_CHALLENGE=str(Path(io_dir, "challenge.json")),
+                              COURSE_GRADING_RESULTS=str(results))
+        os.environ.update(settings.env)
+        fd = _memfd("kernel", kernel_bootstrap.payload(settings.preload_modules, None, connection_file))
+        status_file(io_dir, connection_file).write_text(json.dumps(status))
+        os.chdir(workdir)
+        _set_limits(settings, nproc=False)
+        _redirect_stdio(settings.log_file)
+        _close_fds([fd])
+        os.execv(sys.executable, [sys.executable, "-c", kernel_bootstrap.STUB, str(fd)])
+
+    root = os.geteuid() == 0
+    uid, gid = sandbox_ids(settings.user) if root else (os.getuid(), os.getgid())
+    has_cgroup = _enter_cgroup(settings, run_name(io_dir, connection_file), status)
+    env = kernel_env(settings)
+    binds: dict[str, str] = {}
+    writable = [(INNER_RUNTIME, runtime_dir)] + ([(f"{INNER_IO}/results", str(results))] if results else [])
+    readonly = [(p, p) for p in dict.fromkeys(settings.readonly_paths) if os.path.exists(p)]
+    if settings.data_dir and os.path.isdir(settings.data_dir):
+        readonly.append(("/data", settings.data_dir))
+        env["COURSE_DATA"] = "/data"
+    if root:
+        for _, host in writable:
+            _share_with(Path(host), gid)
+        staged_ro = [(inside, host) for inside, host in readonly if not _reachable(host)]
+        sources = [(host, True) for _, host in writable] + [(host, False) for _, host in staged_ro]
+        staged = iter(_private_stage(sources))
+        binds.update({inside: "rw:" + next(staged) for inside, _ in writable})
+        binds.update({inside: next(staged) for inside, _ in staged_ro})
+        binds.update({inside: host for inside, host in readonly if inside not in binds})
+    else:
+        status["warnings"].append("launcher not root: runtime and results folders are bound without noexec")
+        binds.update({inside: "rw:" + host for inside, host in writable})
+        binds.update({inside: host for inside, host in readonly})
+    files: dict[str, int] = {}
+    for item in _workdir_files():
+        files[f"/tmp/work/{item.name}"] = os.open(item, os.O_RDONLY)
+    if io_dir:
+        challenge = Path(io_dir, "challenge.json")
+        if challenge.is_file():
+            files[f"{INNER_IO}/challenge.json"] = _memfd("challenge", challenge.read_bytes()[: 64 * 2**20])
+        env.update(COURSE_GRADING_CHALLENGE=f"{INNER_IO}/challenge.json", COURSE_GRADING_RESULTS=f"{INNER_IO}/results")
+    connection = _inner_connection(info, runtime_dir)
+    fd = _memfd("kernel", kernel_bootstrap.payload(settings.preload_modules, connection, "/tmp/.kernel/kernel.json"))
+    command = bwrap_command(settings, binds, files, env, fd)
+    command[0] = shutil.which("bwrap") or "/usr/bin/bwrap"
+    status["uid"] = uid
+    status_file(io_dir, connection_file).write_text(json.dumps(status))
+    _set_limits(settings, nproc=not has_cgroup)
+    _redirect_stdio(settings.log_file)
+    _close_fds([fd, *files.values()])
+    if root:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+    os.execv(command[0], command)
 
 
 def main(argv: list[str]) -> None:
     """Kernelspec entry point: ``python -m grading.sandbox SETTINGS.json CONNECTION_FILE``."""
     settings = SandboxSettings.load(Path(argv[0]))
-    connection_file = os.path.abspath(argv[1])
-    # The kernel never works in the grader's folder (it holds the notebook with hidden tests):
-    # it gets a fresh scratch copy of the non-notebook files nbgrader put there.
-    workdir = Path(os.environ.get("GRADING_SCRATCH") or Path(connection_file).parent / "work")
-    workdir.mkdir(parents=True, exist_ok=True)
-    for item in Path.cwd().iterdir():
-        if item.is_file() and item.suffix != ".ipynb":
-            shutil.copy(item, workdir / item.name)
-    fd = _preload_fd(settings)
-    command = kernel_command(settings, connection_file, str(workdir), fd)
-    if not settings.enabled:
-        os.chdir(workdir)
-    _set_limits(settings)
-    os.execvp(command[0], command)
-
-
-# Runs inside the sandbox: load the checks from the memfd, install the guard, start IPython's kernel.
-BOOTSTRAP = r'''
-import json, os, sys, types
-
-def _load_hidden_modules(fd):
-    """Compile the check modules from memory (``__file__`` keeps the unreadable original path)."""
-    with os.fdopen(fd, "r") as f:
-        sources = json.load(f)
-    for name in sorted(sources, key=lambda n: n.count(".")):
-        module = types.ModuleType(name)
-        module.__file__ = sources[name]["path"]
-        if name.count(".") == 0:
-            module.__path__ = []
-        sys.modules[name] = module
-        parent, _, child = name.rpartition(".")
-        if parent:
-            setattr(sys.modules[parent], child, module)
-        exec(compile(sources[name]["text"], "<hidden %s>" % name, "exec"), module.__dict__)
-    return list(sources)
-
-sources = _load_hidden_modules(int(sys.argv[1]))
-
-import builtins, math
-guarded = [builtins, math]
-for modname in ("torch", "torch.testing", "torch.nn", "torch.nn.functional", "torch.nn.init",
-                "numpy", "numpy.testing", "unittest", "course_lib.optim"):
     try:
-        __import__(modname)
-        guarded.append(sys.modules[modname])
-    except Exception:
-        pass
-guarded += [m for n, m in sys.modules.items() if n in sources]
-snapshot = [(m.__dict__, dict(m.__dict__)) for m in guarded]
-try:
-    import torch
-    snapshot += [(c, dict(vars(c))) for c in (torch.Tensor, torch.nn.Module, torch.nn.Parameter)]
-except Exception:
-    pass
-saved_modules = {n: sys.modules[n] for n in list(sources) + [m.__name__ for m in guarded if hasattr(m, "__name__")] if n in sys.modules}
+        launch(settings, argv[1], os.environ.get(IO_ENV) or None)
+    except SandboxUnavailable as exc:
+        sys.exit(f"grading.sandbox: {exc}")
 
-def _restore(*_args, **_kwargs):
-    """Undo monkeypatching of guarded modules and classes before each cell runs."""
-    sys.modules.update(saved_modules)
-    for target, saved in snapshot:
-        if isinstance(target, dict):
-            for key, value in saved.items():
-                if target.get(key, _restore) is not value:
-                    target[key] = value
-        else:
-            current = vars(target)
-            for key, value in saved.items():
-                if current.get(key, _restore) is not value and key not in ("__dict__", "__weakref__", "__doc__"):
-                    try:
-                        setattr(target, key, value)
-                    except (AttributeError, TypeError):
-                        pass
-
-from ipykernel.kernelapp import IPKernelApp
-app = IPKernelApp.instance()
-app.initialize(["-f", sys.argv[2], "--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=40"])
-app.shell.events.register("pre_run_cell", _restore)
-app.start()
-'''
 
 if __name__ == "__main__":
     main(sys.argv[1:])

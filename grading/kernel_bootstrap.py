@@ -1,0 +1,80 @@
+"""First code of a sandboxed kernel: load the grading modules from memory, then start IPython's kernel.
+
+The launcher (``grading.sandbox``) never lets the sandbox see this file or the repository. It writes a
+JSON payload into an inherited memfd: this module's source, the sources of ``preload_modules`` (e.g.
+``grading`` and ``grading.probe``) and the kernel's connection info. Inside, ``STUB`` (run with
+``python -c STUB FD``) reads the memfd, closes it, executes this source as a module and calls ``main``.
+Nothing here is a secret or a guard: verdicts are computed outside the sandbox, so student code may
+change anything in this process without changing a grade.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import types
+from typing import Optional
+
+# ``python -c`` program run inside the sandbox; argv[1] is the memfd holding the payload.
+STUB = (
+    "import json,os,sys,types\n"
+    "f=os.fdopen(int(sys.argv[1]),'rb')\n"
+    "p=json.loads(f.read())\n"
+    "f.close()\n"
+    "m=types.ModuleType('grading_kernel_bootstrap')\n"
+    "exec(compile(p['bootstrap'],'<kernel_bootstrap>','exec'),m.__dict__)\n"
+    "m.main(p)\n"
+)
+
+
+def payload(modules: dict[str, str], connection: Optional[dict], connection_file: str) -> bytes:
+    """The memfd contents: this module's source, ``modules`` (name -> source file) and the connection."""
+    from pathlib import Path
+
+    sources = {name: {"path": str(Path(path).resolve()), "text": Path(path).read_text()}
+               for name, path in modules.items()}
+    return json.dumps({"bootstrap": Path(__file__).read_text(), "modules": sources,
+                       "connection": connection, "connection_file": connection_file}).encode()
+
+
+def load_modules(sources: dict[str, dict]) -> list[str]:
+    """Create each module from its source text, parents first; return their names."""
+    for name in sorted(sources, key=lambda n: n.count(".")):
+        module = types.ModuleType(name)
+        module.__file__ = sources[name]["path"]  # the host path: informative, unreadable in the sandbox
+        if "." not in name:
+            module.__path__ = []  # a package, so that ``from grading.probe import record`` resolves
+        sys.modules[name] = module
+        parent, _, child = name.rpartition(".")
+        if parent in sys.modules:
+            setattr(sys.modules[parent], child, module)
+        exec(compile(sources[name]["text"], f"<{name}>", "exec"), module.__dict__)
+    return list(sources)
+
+
+def write_connection(connection: dict, path: str) -> str:
+    """Write the kernel's connection info where ipykernel reads (and rewrites) it; return the path."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(connection, f)
+    return path
+
+
+def start_kernel(connection_file: str) -> None:
+    """Run IPython's kernel on ``connection_file`` until it is shut down."""
+    from ipykernel.kernelapp import IPKernelApp
+
+    app = IPKernelApp.instance()
+    app.initialize(["-f", connection_file, "--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=40"])
+    app.start()
+
+
+def main(data: dict) -> None:
+    """Entry point called by ``STUB`` with the decoded payload."""
+    load_modules(data.get("modules", {}))
+    path = data["connection_file"]
+    if data.get("connection") is not None:
+        write_connection(data["connection"], path)
+    start_kernel(path)

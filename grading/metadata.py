@@ -1,11 +1,21 @@
-"""Repair a submitted notebook before nbgrader sees it: restore stripped nbgrader cell metadata.
+"""Repair a submitted notebook before nbgrader sees it: the nbgrader cell metadata students break.
 
-Editors (and some Colab round trips) drop the ``nbgrader`` cell metadata; nbgrader then finds no
-graded cells and silently gives 0. We align the submission with the released notebook: each
-release cell with nbgrader metadata is matched, in order, to the most similar submitted cell of
-the same type (a solution cell must keep its first code line, e.g. ``class Adam(...)``), and gets
-its metadata back. A graded test cell that cannot be found is re-inserted from the release (its
-hidden tests come back from the gradebook during autograde). Everything done is reported as notes.
+- **Foreign cells:** a cell pasted from another assignment carries a ``grade_id`` this release does
+  not have; its nbgrader metadata is dropped (the code still runs, ungraded).
+- **Duplicates:** a graded cell copied and pasted gives two cells one ``grade_id``; one keeps the
+  metadata (for a solution cell the last copy, which defines what runs; for a test cell the copy most
+  like the release, the last on a tie) and the others lose it.
+- **Changed metadata:** a known cell whose nbgrader metadata differs from the release's (``grade:
+  true`` added to a solution, a test's points raised, a cell unlocked) gets the release's back.
+- **Stripped metadata:** editors and Colab round trips drop it, and nbgrader then finds no graded
+  cell. Each release cell with nbgrader metadata is matched, in order, to the most similar later
+  submitted cell of the same type (a solution cell must keep its first code line, e.g.
+  ``class Adam(...)``). A graded test cell that cannot be found is re-inserted from the release.
+
+Similarity is difflib's ratio on at most ``COMPARED_CHARS`` characters of each cell (head and tail),
+scaled by the cells' full lengths, after a length bound that rules out cells of very different size
+without comparing them; so a 10 MB cell costs nothing and a notebook's repair stays well under a
+second. Everything done is reported as notes. Review flags live in ``grading.flags``.
 """
 
 from __future__ import annotations
@@ -19,28 +29,24 @@ from typing import Optional
 import nbformat
 from nbformat import NotebookNode
 
-MIN_SIMILARITY = {"grade": 0.5, "solution": 0.2, "other": 0.8}
+from grading.course import grade_id, is_solution, is_test, nbgrader_meta
+from grading.flags import review_flags
 
-# Patterns worth a human look: they are how a notebook would try to fool the checks or escape.
-SUSPICIOUS = {
-    "assigns a torch/numpy attribute": r"\b(torch|np|numpy|nn|F)(\.\w+)+\s*=(?!=)",
-    "uses setattr/sys.modules/builtins": r"\bsetattr\s*\(|sys\.modules|\bbuiltins\b|__builtins__",
-    "touches IPython events or the grader": r"\.events\b|\bgrading\b|nbgrader",
-    "opens sockets or runs commands": r"\bsocket\b|\burllib\b|\brequests\b|\bsubprocess\b|os\.system|^\s*!",
-    "reads absolute or parent paths": r"open\s*\(\s*[rRbf]*['\"](/|\.\./)",
-}
+MIN_SIMILARITY = {"grade": 0.5, "solution": 0.2, "other": 0.8}
+COMPARED_CHARS = 2000  # head and tail of a longer cell, for difflib
+TAIL_CHARS = 500
+MAX_CANDIDATES = 300  # cells after the last match looked at for one release cell
+SEMANTIC_KEYS = ("grade", "solution", "locked", "points", "task")
+METADATA_KEYS = ("nbgrader", "editable", "deletable")
 
 
 def _kind(cell: NotebookNode) -> Optional[str]:
-    """'grade', 'solution' or 'other' for a cell with nbgrader metadata, else None."""
-    meta = cell.get("metadata", {}).get("nbgrader")
-    if not meta or "grade_id" not in meta:
+    """'grade', 'solution' or 'other' for a cell with a grade_id, else None."""
+    if grade_id(cell) is None:
         return None
-    if meta.get("grade") and not meta.get("solution"):
+    if is_test(cell):
         return "grade"
-    if meta.get("solution"):
-        return "solution"
-    return "other"
+    return "solution" if is_solution(cell) else "other"
 
 
 def _first_code_line(source: str) -> str:
@@ -51,6 +57,30 @@ def _first_code_line(source: str) -> str:
     return ""
 
 
+def _capped(text: str) -> str:
+    """At most COMPARED_CHARS characters of a text: its head and its tail."""
+    if len(text) <= COMPARED_CHARS:
+        return text
+    return text[: COMPARED_CHARS - TAIL_CHARS] + text[-TAIL_CHARS:]
+
+
+def similarity(release_source: str, source: str, floor: float = 0.0) -> float:
+    """difflib-like similarity of two sources (0..1) in bounded time; 0 when it cannot reach ``floor``."""
+    la, lb = len(release_source), len(source)
+    if la + lb == 0:
+        return 1.0
+    if release_source == source:
+        return 1.0
+    if 2 * min(la, lb) / (la + lb) < floor:  # even a perfect overlap would not reach the floor
+        return 0.0
+    a, b = _capped(release_source), _capped(source)
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    scale = (len(a) + len(b)) / (la + lb)
+    if matcher.real_quick_ratio() * scale < floor or matcher.quick_ratio() * scale < floor:
+        return 0.0
+    return matcher.ratio() * scale
+
+
 def _similarity(release_cell: NotebookNode, cell: NotebookNode, kind: str) -> float:
     """How much a submitted cell looks like a release cell (0..1); 0 when it cannot be that cell."""
     if cell.cell_type != release_cell.cell_type:
@@ -58,7 +88,7 @@ def _similarity(release_cell: NotebookNode, cell: NotebookNode, kind: str) -> fl
     if kind == "solution" and release_cell.cell_type == "code":
         if _first_code_line(cell.source) != _first_code_line(release_cell.source):
             return 0.0
-    return difflib.SequenceMatcher(None, release_cell.source, cell.source, autojunk=False).ratio()
+    return similarity(release_cell.source, cell.source, MIN_SIMILARITY[kind])
 
 
 def normalize(nb: NotebookNode) -> list[str]:
@@ -80,55 +110,112 @@ def normalize(nb: NotebookNode) -> list[str]:
     return notes
 
 
+def _drop_nbgrader(cell: NotebookNode) -> None:
+    for key in METADATA_KEYS:
+        cell.metadata.pop(key, None)
+
+
+def _give_release_metadata(cell: NotebookNode, release_cell: NotebookNode) -> None:
+    for key in METADATA_KEYS:
+        if key in release_cell.metadata:
+            cell.metadata[key] = copy.deepcopy(release_cell.metadata[key])
+        else:
+            cell.metadata.pop(key, None)
+
+
+def repair_metadata(submission: NotebookNode, release: NotebookNode) -> list[str]:
+    """Fix, in place, foreign, duplicated and changed nbgrader metadata; return notes."""
+    notes: list[str] = []
+    known = {grade_id(c): c for c in release.cells if grade_id(c)}
+    groups: dict[str, list[int]] = {}
+    for index, cell in enumerate(submission.cells):
+        gid = grade_id(cell)
+        if gid is None:
+            if nbgrader_meta(cell).get("grade") or nbgrader_meta(cell).get("solution"):
+                _drop_nbgrader(cell)
+                notes.append(f"cell {index}: nbgrader metadata without a grade_id dropped")
+        elif gid not in known:
+            _drop_nbgrader(cell)
+            notes.append(f"cell {index}: graded cell '{gid}' is not part of this assignment (pasted from "
+                         "another?): its nbgrader metadata was dropped, its code still runs ungraded")
+        else:
+            groups.setdefault(gid, []).append(index)
+    for gid, indices in groups.items():
+        release_cell = known[gid]
+        if len(indices) > 1:
+            cells = submission.cells
+            if is_solution(release_cell):
+                keep = indices[-1]
+            else:
+                keep = max(indices, key=lambda i: (similarity(release_cell.source, cells[i].source), i))
+            for index in indices:
+                if index != keep:
+                    _drop_nbgrader(cells[index])
+            others = ", ".join(str(i) for i in indices if i != keep)
+            notes.append(f"cell '{gid}' appears {len(indices)} times (copy and paste?): graded cell {keep}, "
+                         f"cell(s) {others} kept as ordinary cells")
+        else:
+            keep = indices[0]
+        cell = submission.cells[keep]
+        mine, theirs = nbgrader_meta(cell), nbgrader_meta(release_cell)
+        if mine != theirs:
+            changed = [k for k in SEMANTIC_KEYS if mine.get(k) != theirs.get(k)]
+            _give_release_metadata(cell, release_cell)
+            if changed:
+                notes.append(f"cell '{gid}': nbgrader metadata changed in the submission "
+                             f"({', '.join(changed)}): restored from the release")
+    return notes
+
+
+def _best_match(submission: NotebookNode, release_cell: NotebookNode, kind: str,
+                position: int) -> tuple[float, int]:
+    """(similarity, index) of the best unmatched cell after ``position``, (0, -1) when none."""
+    window = [(i, c) for i, c in enumerate(submission.cells) if i > position and _kind(c) is None]
+    window = window[:MAX_CANDIDATES]
+    for i, cell in window:  # fast path: the cell as released
+        if cell.cell_type == release_cell.cell_type and cell.source == release_cell.source:
+            return 1.0, i
+    best = (0.0, -1)
+    for i, cell in window:
+        score = _similarity(release_cell, cell, kind)
+        if score > best[0]:
+            best = (score, i)
+    return best
+
+
 def restore_metadata(submission: NotebookNode, release: NotebookNode) -> list[str]:
     """Give back, in place, the nbgrader metadata the submission lost; return notes (empty: intact)."""
     notes: list[str] = []
-    present = {c.metadata.nbgrader["grade_id"] for c in submission.cells if _kind(c)}
+    present = {grade_id(c) for c in submission.cells if _kind(c)}
     position = -1  # index in submission of the last matched release cell
     for release_cell in release.cells:
         kind = _kind(release_cell)
         if kind is None:
             continue
-        grade_id = release_cell.metadata.nbgrader["grade_id"]
-        if grade_id in present:
-            position = next(i for i, c in enumerate(submission.cells)
-                            if _kind(c) and c.metadata.nbgrader["grade_id"] == grade_id)
+        gid = grade_id(release_cell)
+        if gid in present:
+            position = next(i for i, c in enumerate(submission.cells) if grade_id(c) == gid)
             continue
-        candidates = [(_similarity(release_cell, c, kind), i) for i, c in enumerate(submission.cells)
-                      if i > position and _kind(c) is None]
-        score, index = max(candidates, default=(0.0, -1))
-        if score >= MIN_SIMILARITY[kind]:
-            cell = submission.cells[index]
-            for key in ("nbgrader", "editable", "deletable"):
-                if key in release_cell.metadata:
-                    cell.metadata[key] = copy.deepcopy(release_cell.metadata[key])
-            notes.append(f"restored nbgrader metadata of cell '{grade_id}' (similarity {score:.2f})")
+        score, index = _best_match(submission, release_cell, kind, position)
+        if index >= 0 and score >= MIN_SIMILARITY[kind]:
+            _give_release_metadata(submission.cells[index], release_cell)
+            notes.append(f"restored nbgrader metadata of cell '{gid}' (similarity {score:.2f})")
             position = index
         elif kind == "grade":
             cell = copy.deepcopy(release_cell)
             cell["id"] = uuid.uuid4().hex[:8]
             submission.cells.insert(position + 1, cell)
             position += 1
-            notes.append(f"test cell '{grade_id}' missing: re-inserted from the release")
+            notes.append(f"test cell '{gid}' missing: re-inserted from the release")
         elif kind == "solution":
-            notes.append(f"WARNING: solution cell '{grade_id}' not found (its code, if any, still runs)")
+            notes.append(f"WARNING: solution cell '{gid}' not found (its code, if any, still runs)")
     return notes
-
-
-def suspicious_code(nb: NotebookNode) -> list[str]:
-    """Names of suspicious patterns found in the notebook's unlocked code cells (for human review)."""
-    found = []
-    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code"
-                     and not (c.metadata.get("nbgrader", {}).get("locked")))
-    for label, pattern in SUSPICIOUS.items():
-        if re.search(pattern, code, flags=re.MULTILINE):
-            found.append(label)
-    return found
 
 
 def prepare_submission(text: str, release: NotebookNode) -> tuple[NotebookNode, list[str], list[str]]:
     """Parse, normalize and repair a submitted notebook; return it, repair notes and review flags."""
     nb = nbformat.reads(text, as_version=4)
     notes = normalize(nb)
+    notes += repair_metadata(nb, release)
     notes += restore_metadata(nb, release)
-    return nb, notes, suspicious_code(nb)
+    return nb, notes, review_flags(nb, release)

@@ -1,0 +1,463 @@
+"""The grading sandbox: real sandboxed kernels, probed from inside and checked from the host."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from grading import cgroups, kernel_bootstrap
+from grading.sandbox import (
+    KERNEL_NAME,
+    SandboxSettings,
+    SandboxUnavailable,
+    bwrap_available,
+    cleanup,
+    default_readonly_paths,
+    preflight,
+    read_status,
+    run_name,
+    write_kernelspec,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+MARK = "sandbox-marker-7d1c"
+needs_root_bwrap = pytest.mark.skipif(os.geteuid() != 0 or not bwrap_available(),
+                                      reason="needs root (cgroups, sandbox user) and a working bubblewrap")
+
+
+def _cgroups_here() -> bool:
+    """True when this host lets us create cgroups."""
+    try:
+        cgroups.create("probe-test", cgroups.Limits(), cgroups.ROOT)
+    except (cgroups.CgroupError, OSError):
+        return False
+    return cgroups.remove("probe-test")
+
+
+needs_cgroups = pytest.mark.skipif(os.geteuid() != 0 or not _cgroups_here(), reason="no writable cgroup hierarchy")
+
+
+class Kernel:
+    """A started sandboxed kernel and what the test needs to know about it."""
+
+    def __init__(self, km, kc, settings: SandboxSettings, io: Path, runtime: Path) -> None:
+        self.km, self.kc, self.settings, self.io, self.runtime = km, kc, settings, io, runtime
+
+    def run(self, code: str, timeout: float = 60) -> str:
+        """Execute ``code``; return its stdout, with the traceback of an error appended."""
+        out: list[str] = []
+
+        def hook(msg: dict) -> None:
+            if msg["msg_type"] == "stream":
+                out.append(msg["content"]["text"])
+            elif msg["msg_type"] == "error":
+                out.append("ERROR " + msg["content"]["ename"] + ": " + msg["content"]["evalue"])
+
+        self.kc.execute_interactive(code, output_hook=hook, timeout=timeout)
+        return "".join(out)
+
+    def json(self, code: str, timeout: float = 60) -> dict:
+        """Execute ``code``, which ends by printing one JSON object; return it."""
+        text = self.run(code, timeout)
+        lines = [line for line in text.splitlines() if line.startswith("{")]  # children's stderr may interleave
+        assert lines, text
+        return json.loads(lines[-1])
+
+    def group(self) -> str:
+        """The kernel's cgroup name."""
+        return run_name(str(self.io), None)
+
+
+@contextlib.contextmanager
+def sandboxed_kernel(tmp: Path, launcher_out=None, **overrides):
+    """Start a sandboxed kernel with ``overrides`` of the test settings; shut it down and clean up after."""
+    values = dict(readonly_paths=default_readonly_paths(), preload_modules={"grading": str(REPO / "grading" /
+                  "__init__.py")}, memory_mb=1024, tmpfs_mb=64, cpu_s=120, log_file=None)
+    values.update(overrides)
+    settings = SandboxSettings(**values)
+    from jupyter_client import KernelManager
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    kernels = tmp / "jupyter"
+    write_kernelspec(kernels, settings, REPO)
+    runtime = Path(tempfile.mkdtemp(prefix="sbt-", dir="/tmp"))  # Unix socket paths stay short
+    io = tmp / "io"
+    (io / "results").mkdir(parents=True, exist_ok=True)
+    (io / "challenge.json").write_text(json.dumps({"seed": 3}))
+    km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=KernelSpecManager(
+        kernel_dirs=[str(kernels / "kernels")]), transport="ipc", ip=str(runtime / "k"),
+        connection_file=str(runtime / "kernel.json"))
+    env = dict(os.environ, PYTHONPATH=str(REPO), COURSE_GRADING_IO=str(io))
+    km.start_kernel(env=env, stdout=launcher_out, stderr=launcher_out)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        yield Kernel(km, kc, settings, io, runtime)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        assert cleanup(settings, io_dir=str(io))
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One sandboxed kernel for the probes that leave it alive; its launcher's stdout goes to a file."""
+    tmp = tmp_path_factory.mktemp("shared")
+    with open(tmp / "launcher_out.txt", "w+") as out, sandboxed_kernel(tmp, launcher_out=out) as kernel:
+        kernel.launcher_out = tmp / "launcher_out.txt"
+        yield kernel
+
+
+# ---------------------------------------------------------------- units: bootstrap, cgroups, settings
+
+
+def test_bootstrap_loads_modules_as_a_package(tmp_path):
+    """Preloaded sources become importable modules, parents first, without files on disk."""
+    sources = {"pkgx.sub": {"path": "/nowhere/sub.py", "text": "VALUE = 7"},
+               "pkgx": {"path": "/nowhere/__init__.py", "text": "NAME = 'p'"}}
+    try:
+        assert sorted(kernel_bootstrap.load_modules(sources)) == ["pkgx", "pkgx.sub"]
+        from pkgx.sub import VALUE  # type: ignore[import-not-found]
+
+        assert VALUE == 7 and sys.modules["pkgx"].sub.VALUE == 7
+    finally:
+        sys.modules.pop("pkgx.sub", None)
+        sys.modules.pop("pkgx", None)
+    path = kernel_bootstrap.write_connection({"ip": "x"}, str(tmp_path / "k" / "c.json"))
+    assert json.loads(Path(path).read_text()) == {"ip": "x"} and os.stat(path).st_mode & 0o077 == 0
+
+
+def test_stub_runs_the_payload_from_a_memfd():
+    """The ``python -c`` stub executes the bootstrap source it reads from the descriptor, then closes it."""
+    payload = {"bootstrap": "import os, sys\ndef main(p):\n    print(p['word'], os.path.exists('/proc/self/fd/%s'"
+                            " % sys.argv[1]))\n", "word": "hello"}
+    fd = os.memfd_create("t", 0)
+    os.write(fd, json.dumps(payload).encode())
+    os.lseek(fd, 0, os.SEEK_SET)
+    try:
+        out = subprocess.run([sys.executable, "-c", kernel_bootstrap.STUB, str(fd)], pass_fds=(fd,),
+                             capture_output=True, text=True, check=True).stdout
+    finally:
+        os.close(fd)
+    assert out.split() == ["hello", "False"]
+
+
+def test_payload_carries_sources_and_connection():
+    """The memfd payload holds the bootstrap module's own source and each preloaded module's."""
+    data = json.loads(kernel_bootstrap.payload({"grading": str(REPO / "grading" / "__init__.py")},
+                                               {"ip": "/run/kernel/k"}, "/tmp/.kernel/kernel.json"))
+    assert "def main(" in data["bootstrap"] and "_restore" not in data["bootstrap"]
+    assert data["modules"]["grading"]["text"] == (REPO / "grading" / "__init__.py").read_text()
+    assert data["connection"]["ip"] == "/run/kernel/k"
+
+
+def test_settings_round_trip_and_defaults(tmp_path):
+    """Settings survive JSON; defaults fit two kernels on a 2-core 24 GB machine."""
+    s = SandboxSettings(pids_max=99, cgroups="warn", env={"A": "1"})
+    s.save(tmp_path / "s.json")
+    assert SandboxSettings.load(tmp_path / "s.json") == s
+    d = SandboxSettings()
+    assert d.cgroups == "require" and 2 * d.memory_mb <= 12 * 1024 and d.tmpfs_mb < d.memory_mb
+    assert d.pids_max <= 512
+
+
+def test_no_cgroup_hierarchy_is_named(tmp_path):
+    """A folder with no cgroup file system is reported as such."""
+    with pytest.raises(cgroups.CgroupError, match="no cgroup hierarchy"):
+        cgroups.version(str(tmp_path))
+    assert cgroups.remove("k-x", str(tmp_path)) and cgroups.sweep(str(tmp_path)) == 0
+
+
+@needs_cgroups
+def test_cgroup_counts_children_and_is_removed():
+    """A child that allocates past the group's memory is killed; remove() kills stragglers and deletes it."""
+    name = f"test-{os.getpid()}"
+    groups = cgroups.create(name, cgroups.Limits(memory_mb=128, pids_max=20), cgroups.ROOT)
+    try:
+        child = subprocess.run([sys.executable, "-c", "b = b'x' * (400 * 2**20)"],
+                               preexec_fn=lambda: cgroups.enter(groups))
+        assert child.returncode == -9
+        assert cgroups.usage(name)["peak_bytes"] <= 128 * 2**20
+        sleeper = subprocess.Popen(["sleep", "60"], preexec_fn=lambda: cgroups.enter(groups))
+    finally:
+        assert cgroups.remove(name)
+    assert sleeper.wait(timeout=10) == -9
+    assert not any(g.exists() for g in groups)
+
+
+@needs_cgroups
+def test_sweep_removes_only_empty_groups():
+    """sweep() deletes an empty leftover group but not one with a process in it."""
+    empty, busy = f"stale-{os.getpid()}", f"busy-{os.getpid()}"
+    cgroups.create(empty, cgroups.Limits(), cgroups.ROOT)
+    groups = cgroups.create(busy, cgroups.Limits(), cgroups.ROOT)
+    sleeper = subprocess.Popen(["sleep", "60"], preexec_fn=lambda: cgroups.enter(groups))
+    try:
+        cgroups.sweep(cgroups.ROOT, min_age_s=0)
+        parents = cgroups.parents()
+        assert not any((p / empty).exists() for p in parents)
+        assert all((p / busy).exists() for p in parents)
+    finally:
+        cgroups.remove(busy)
+        cgroups.remove(empty)
+        sleeper.wait()
+
+
+def test_preflight_modes(tmp_path):
+    """Without a cgroup, "require" refuses naming the cause and "warn" returns a loud warning."""
+    if not bwrap_available():
+        pytest.skip("no bubblewrap")
+    with pytest.raises(SandboxUnavailable, match="no cgroup"):
+        preflight(SandboxSettings(cgroup_root=str(tmp_path)))
+    warnings = preflight(SandboxSettings(cgroup_root=str(tmp_path), cgroups="warn"))
+    assert len(warnings) == 1 and warnings[0].startswith("WARNING: no cgroup")
+
+
+@needs_root_bwrap
+def test_launcher_refuses_without_cgroup(tmp_path):
+    """In "require" mode the launcher exits with an error naming the missing cgroup, starting nothing."""
+    settings = SandboxSettings(cgroup_root=str(tmp_path / "nothing"), readonly_paths=default_readonly_paths())
+    settings.save(tmp_path / "s.json")
+    (tmp_path / "kernel.json").write_text(json.dumps({"transport": "ipc", "ip": str(tmp_path / "k")}))
+    run = subprocess.run([sys.executable, "-m", "grading.sandbox", str(tmp_path / "s.json"),
+                          str(tmp_path / "kernel.json")], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert run.returncode == 1 and "no cgroup for the kernel" in run.stderr and "cgroups='warn'" in run.stderr
+
+
+# ---------------------------------------------------------------- real sandboxed kernels
+
+@pytest.mark.slow
+@needs_root_bwrap
+@needs_cgroups
+def test_unprivileged_inside_and_outside(shared):
+    """uid 1000 in the sandbox, and no process of the kernel runs as root on the host."""
+    inside = shared.json("import os, json; print(json.dumps({'uid': os.getuid(), 'euid': os.geteuid()}))")
+    assert inside == {"uid": 1000, "euid": 1000}
+    status = read_status(str(shared.io))
+    assert status["uid"] != 0 and status["cgroup"] == shared.group() and status["warnings"] == []
+    procs = [int(p) for p in (cgroups.parents()[1] / shared.group() / "cgroup.procs").read_text().split()]
+    assert procs
+    for pid in procs:
+        uids = Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split("\n")[0].split()
+        assert "0" not in uids, (pid, uids)
+
+
+@pytest.mark.slow
+@needs_root_bwrap
+@needs_cgroups
+def test_proc_sys_read_only(shared):
+    """Writing a kernel setting fails, and the host's value is unchanged."""
+    before = Path("/proc/sys/kernel/core_pattern").read_text()
+    out = shared.run("try:\n    open('/proc/sys/kernel/core_pattern', 'w').write('|/tmp/x')\n    print('WROTE')\n"
+                     "except OSError as e:\n    print('refused', e.errno)")
+    assert out.startswith("refused") and "WROTE" not in out
+    assert Path("/proc/sys/kernel/core_pattern").read_text() == before
+
+
+@pytest.mark.slow
+@needs_root_bwrap
+@needs_cgroups
+def test_writable_paths_are_not_executable_nor_at_host_paths(shared):
+    """Scripts written to the shared folders cannot run; the runtime folder is not at its host path."""
+    code = f"""
+import json, os, subprocess
+res = {{'host_path_visible': os.path.exists({str(shared.runtime)!r})}}
+for folder in ('/run/kernel', '/grading/results', '/tmp/work'):
+    path = folder + '/x.sh'
+    try:
+        with open(path, 'w') as f:
+            f.write('#!/bin/sh\\necho ran\\n')
+        os.chmod(path, 0o755)
+        res[folder] = subprocess.run([path], capture_output=True, text=True).stdout
+    except OSError as e:
+        res[folder] = 'refused %s' % e.errno
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+print(json.dumps(res))
+"""
+    res = shared.json(code)
+    assert res["host_path_visible"] is False
+    assert res["/run/kernel"].startswith("refused") and res["/grading/results"].startswith("refused")
+    assert res["/tmp/work"] == "ran\n"  # the scratch tmpfs exists only inside the sandbox
+
+
+@pytest.mark.slow
+@needs_root_bwrap
+@needs_cgroups
+def test_io_folder_and_environment(shared):
+    """The challenge is readable (not writable) at /grading, results writable, both named in the environment."""
+    code = """
+import json, os
+res = {'challenge': open(os.environ['COURSE_GRADING_CHALLENGE']).read(),
+       'results': os.environ['COURSE_GRADING_RESULTS']}
+try:
+    open(os.environ['COURSE_GRADING_CHALLENGE'], 'w')
+    res['challenge_writable'] = True
+except OSError:
+    res['challenge_writable'] = False
+with open(os.path.join(res['results'], 'sgd.tmp'), 'w') as f:
+    f.write('data')
+os.rename(os.path.join(res['results'], 'sgd.tmp'), os.path.join(res['results'], 'sgd.safetensors'))
+print(json.dumps(res))
+"""
+    res = shared.json(code)
+    assert json.loads(res["challenge"]) == {"seed": 3} and res["challenge_writable"] is False
+    assert res["results"] == "/grading/results"
+    assert (shared.io / "results" / "sgd.safetensors").read_text() == "data"
+
+
+@pytest.mark.slow
+@needs_root_bwrap
+@needs_cgroups
+def test_host_paths_unreadable(shared, tmp_path):
+    """The workspace, another student's folder, solutions/, a gradebook and grading code are out of reach."""
+    workspace = tmp_path / "grading_workspace"
+    other = workspace / "submitted" / "other_student" / "optimization"
+    other.mkdir(parents=True)
+    (other / "optimization.ipynb").write_text("{}")
+    (workspace / "gradebook.db").write_text("secret")
+    paths = [workspace, other / "optimization.ipynb", workspace / "gradebook.db", REPO / "solutions",
+             REPO / "grading" / "sandbox.py", REPO / "grading", "/etc/shadow", str(shared.io / "challenge.json")]
+    code = f"""
+import json, os
+res = {{}}
+for p in {[str(p) for p in paths]!r}:
+    try:
+        res[p] = os.listdir(p) if os.path.isdir(p) else open(p).read()[:10]
+    except OSError as e:
+        res[p] = 'refused'
+print(json.dumps(res))
+"""
+    res = shared.json(code)
+    assert all(v == "refused" or v == [] for v in res.values()), res
+
+
+@pytest.mark.slow
+@needs_root_bwrap
+@needs_cgroups
+def test_no_network_to_host(shared):
+    """A listener on the host's 127.0.0.1 cannot be reached from the kernel."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        server.settimeout(0.5)
+        port = server.getsockname()[1]
+        out = shared.run(f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
+                         "    print('CONNECTED')\nexcept OSError as e:\n    print('refused', e.errno)")
+        assert out.startswith("refused")
+        with pytest.raises(socket.timeout):
+            server.accept()
+
+
+@pytest.mark.slow
+@needs_root_bwrap
+@needs_cgroups
+def test_tmpfs_is_sized(shared):
+    """Writing more than tmpfs_mb to /tmp fails with ENOSPC; the kernel lives on."""
+    out = shared.run("import errno, os\ntry:\n    with open('/tmp/big', 'wb') as f:\n        for _ in range(100):\n"
+                     "            f.write(b'x' * 2**20)\n    print('WROTE')\nexcept OSError as e:\n"
+                     "    print('full', e.errno == errno.ENOSPC)\nfinally:\n    os.remove('/tmp/big')")
+    assert out.strip() == "full True"
+
+
+@pytest.mark.slow
+@needs_root_bwrap
+@needs_cgroups
+def test_kernel_output_never_reaches_the_launchers_stdout(shared):
+    """Bytes the kernel writes to fd 1 and 2, itself or through a child, do not reach the launcher's pipes."""
+    shared.run(f"import os, subprocess\nos.write(1, b'{MARK}1\\n{{not json\\n')\nos.write(2, b'{MARK}2\\n')\n"
+               f"subprocess.run(['sh', '-c', 'echo {MARK}3; echo {MARK}4 >&2'])\nprint('{MARK}5')")
+    assert MARK not in shared.launcher_out.read_text()
+    fds = shared.json("import os, json; print(json.dumps({'fds': sorted(os.listdir('/proc/1/fd'))}))")
+    assert len(fds["fds"]) <= 4  # bwrap's init in the sandbox: stdin, stdout, stderr (+ the listing's own)
+
+
+@pytest.mark.slow
+@needs_root_bwrap
+@needs_cgroups
+def test_pids_limit_stops_a_fork_bomb(tmp_path):
+    """500 forks: the pids limit stops them, the kernel survives, the host never saw more than the limit."""
+    code = """
+import json, os, signal, time
+kids, error = [], None
+for _ in range(500):
+    try:
+        pid = os.fork()
+    except OSError as e:
+        error = e.errno
+        break
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    kids.append(pid)
+for pid in kids:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+print(json.dumps({'forked': len(kids), 'error': error}))
+"""
+    with sandboxed_kernel(tmp_path, pids_max=64) as kernel:
+        res = kernel.json(code)
+        assert res["error"] is not None and 0 < res["forked"] < 64
+        assert kernel.run("print(6 * 7)").strip() == "42"
+        assert (cgroups.parents()[1] / kernel.group() / "pids.max").read_text().strip() == "64"
+
+
+@pytest.mark.slow
+@needs_root_bwrap
+@needs_cgroups
+def test_memory_limit_counts_children_and_tmpfs(tmp_path):
+    """A child allocating past the limit, and a child filling /tmp past it, are killed at the group's limit."""
+    child = """
+import json, subprocess, sys
+def child(code):
+    pre = "open('/proc/self/oom_score_adj', 'w').write('1000')\\n"  # be the one the OOM killer picks
+    return subprocess.run([sys.executable, '-c', pre + code]).returncode
+alloc = child("b = b'x' * (700 * 2**20)")
+fill = child("f = open('/tmp/big', 'wb')\\nfor _ in range(700):\\n    f.write(b'x' * 2**20)\\n    f.flush()")
+import os
+size = os.path.getsize('/tmp/big')
+os.remove('/tmp/big')
+print(json.dumps({'alloc': alloc, 'fill': fill, 'size': size}))
+"""
+    with sandboxed_kernel(tmp_path, memory_mb=400, tmpfs_mb=2048, file_size_mb=2048) as kernel:
+        res = kernel.json(child)
+        assert res["alloc"] == -9 and res["fill"] == -9, res
+        assert res["size"] < 400 * 2**20
+        usage = cgroups.usage(kernel.group())
+        assert usage["peak_bytes"] <= 400 * 2**20 and usage["oom_kills"] >= 2
+        assert kernel.run("print(6 * 7)").strip() == "42"
+
+
+@pytest.mark.slow
+@needs_root_bwrap
+def test_warn_mode_runs_without_cgroup_and_says_so(tmp_path):
+    """With cgroups='warn' and no cgroup hierarchy, the kernel runs and the problem is loud and recorded."""
+    with open(tmp_path / "launcher_err.txt", "w+") as out, sandboxed_kernel(
+            tmp_path, launcher_out=out, cgroups="warn", cgroup_root=str(tmp_path / "no-cgroups")) as kernel:
+        assert kernel.run("import os; print(os.getuid())").strip() == "1000"
+        status = read_status(str(kernel.io))
+        assert status["cgroup"] is None and status["warnings"][0].startswith("WARNING: kernel runs without a cgroup")
+        assert "WARNING: kernel runs without a cgroup" in (tmp_path / "launcher_err.txt").read_text()
+
+
+@pytest.mark.slow
+def test_unsandboxed_kernel_gets_host_io_paths(tmp_path):
+    """With the sandbox off the kernel still gets the IO variables, as host paths, and a scratch cwd."""
+    with sandboxed_kernel(tmp_path, enabled=False) as kernel:
+        res = kernel.json("import os, json; print(json.dumps({k: os.environ.get(k) for k in "
+                          "('COURSE_GRADING_CHALLENGE', 'COURSE_GRADING_RESULTS')}))")
+        assert res == {"COURSE_GRADING_CHALLENGE": str(kernel.io / "challenge.json"),
+                       "COURSE_GRADING_RESULTS": str(kernel.io / "results")}

@@ -56,6 +56,7 @@ from grading.workspace import (
     tool_env,
 )
 
+
 class GradingError(RuntimeError):
     """The batch cannot be graded (bad settings, no sandbox, a failed canary)."""
 
@@ -185,8 +186,9 @@ def _execute(batch: _Batch, student: str, runtime: Path) -> tuple[dict, list[str
         outcome = {"executed": False, "error": _tail(log_file)}
     if not outcome.get("executed") and not notes:
         reason = (outcome.get("error") or "").strip().splitlines()
-        notes.append("WARNING: nbgrader could not run the whole notebook"
-                     + (f" ({reason[-1][:300]})" if reason else "") + "; exercises judged before that keep their points")
+        why = f" ({reason[-1][:300]})" if reason else ""
+        notes.append(f"WARNING: nbgrader could not run the whole notebook{why}; "
+                     "exercises judged before that keep their points")
     return outcome, notes
 
 
@@ -332,9 +334,10 @@ def _reference_notebook(release: nbformat.NotebookNode, source_nb: Path) -> nbfo
     return nb
 
 
-def grade(assignment: str, path: Path, settings: GradingSettings = GradingSettings(), *,
+def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = None, *,
           progress: Optional[Callable[[str], None]] = None) -> Report:
     """Grade every submission under ``path`` (a folder or an LMS zip); return the report."""
+    settings = settings or GradingSettings()
     started = time.time()
     exercises = _exercises(assignment)
     if settings.sandbox and not bwrap_available():

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from grading_corpus.cases import build_corpus
 
 from grading import api, grade
-from grading.course import ASSIGNMENTS, EXERCISES, REPO_ROOT, source_notebook
+from grading.course import ASSIGNMENTS, REPO_ROOT, source_notebook
 from grading.feedback import find_leaks, grading_code_lines
 from grading.release import release_path
 from grading.sandbox import bwrap_available
 from grading.settings import GradingSettings
 from grading.workspace import scrub_lines
-from grading_corpus.cases import build_corpus
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not bwrap_available(), reason="bubblewrap missing: apt-get install bubblewrap")]
@@ -117,7 +117,8 @@ def test_properties_of_partial_credit_cases(corpus_name, request):
     checked = 0
     for name, case in corpus["cases"].items():
         for exercise, expected in case.properties.items():
-            got = {p["name"]: p["passed"] for p in report[corpus["rows"][name]["student_id"]]["verdicts"][exercise]["properties"]}
+            verdict = report[corpus["rows"][name]["student_id"]]["verdicts"][exercise]
+            got = {p["name"]: p["passed"] for p in verdict["properties"]}
             assert got == expected, (name, exercise)
             checked += 1
     assert checked, "the corpus has no partial-credit case"

@@ -77,7 +77,8 @@ ip.input_transformers_post.append(lambda lines: [l for l in lines if "assert" no
 ip.events.register("pre_run_cell", lambda info: None)
 _run_cell = ip.run_cell
 def run_cell(raw_cell, *args, **kwargs):
-    return _run_cell("pass", *args, **kwargs) if "HIDDEN" in raw_cell or "record(" in raw_cell else _run_cell(raw_cell, *args, **kwargs)
+    hidden = "HIDDEN" in raw_cell or "record(" in raw_cell
+    return _run_cell("pass" if hidden else raw_cell, *args, **kwargs)
 ip.run_cell = run_cell'''
 
 TAMPERING = '''import gc, importlib, random, sys, types

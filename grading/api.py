@@ -37,20 +37,20 @@ from typing import Callable, Optional
 import nbformat
 from tqdm.auto import tqdm
 
-from grading import gradebook, verdicts
+from grading import gradebook, sandbox, verdicts
 from grading.collect import collect
 from grading.course import EXERCISES, Exercise
-from grading.feedback import compose_feedback, find_leaks, grading_code_lines
+from grading.feedback import ExerciseFeedback, compose_feedback, find_leaks, grading_code_lines
 from grading.flags import review_flags
 from grading.metadata import prepare_submission
 from grading.release import colab_cells
-from grading.sandbox import bwrap_available, cleanup_kernel_groups
 from grading.settings import GradingSettings
 from grading.workspace import (
     Workspace,
     digest_files,
     generate_assignment,
     prepare,
+    sandbox_settings,
     scrub_lines,
     test_cell_points,
     tool_env,
@@ -112,6 +112,7 @@ class _Batch:
     release: nbformat.NotebookNode
     points: dict[str, float]
     scrub: list[str]
+    sandbox: sandbox.SandboxSettings
 
 
 def _exercises(assignment: str) -> tuple[Exercise, ...]:
@@ -160,14 +161,14 @@ def _tail(path: Path, limit: int = 2000) -> str:
         return ""
 
 
-def _execute(batch: _Batch, student: str, runtime: Path) -> tuple[dict, list[str]]:
+def _execute(batch: _Batch, student: str, runtime: Path, io: Path) -> tuple[dict, list[str]]:
     """Run grading.autograde_one for one student in its own process group; stop it at the time limit."""
     ws, notes = batch.ws, []
     result_file = ws.private("runs", student, ".json")
     result_file.unlink(missing_ok=True)
     log_file = ws.private("logs", student, ".log")
     env = tool_env({"JUPYTER_PATH": str(ws.root / "jupyter"), "JUPYTER_RUNTIME_DIR": str(runtime),
-                    "COURSE_GRADING_IO": str(runtime / "io")})
+                    sandbox.IO_ENV: str(io)})
     cmd = [sys.executable, "-m", "grading.autograde_one", str(ws.root), ws.assignment, student, str(runtime),
            str(result_file)]
     with open(log_file, "wb") as log:
@@ -200,18 +201,24 @@ def _verdict_json(v) -> dict:
 def _grade_student(batch: _Batch, result: StudentResult, feedback: bool = True) -> StudentResult:
     """Execute, judge, record and give feedback for one placed submission."""
     ws, student = batch.ws, result.student_id
-    runtime = Path(tempfile.mkdtemp(prefix="grade-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    # short private folders (Unix socket paths must stay under 108 bytes); the kernel sees only the
+    # runtime folder (its sockets) and io/results, each bound by the sandbox at another path
+    scratch = "/tmp" if os.path.isdir("/tmp") else None
+    runtime = Path(tempfile.mkdtemp(prefix="grade-", dir=scratch))
+    io = Path(tempfile.mkdtemp(prefix="grade-io-", dir=scratch))
     try:
-        io = runtime / "io"
-        (io / "results").mkdir(parents=True)
+        (io / "results").mkdir()
         challenge = verdicts.make_challenge(ws.assignment, random.SystemRandom().randrange(2**63))
         (io / "challenge.json").write_text(json.dumps(challenge))
-        _, notes = _execute(batch, student, runtime)
+        _, notes = _execute(batch, student, runtime, io)
         result.notes += notes
         judged = verdicts.judge(ws.assignment, challenge, io / "results")
+        status = sandbox.read_status(io_dir=str(io))
+        result.notes += [w for w in status.get("warnings", []) if w not in result.notes]
     finally:
-        cleanup_kernel_groups(runtime)
+        sandbox.cleanup(batch.sandbox, io_dir=str(io))
         shutil.rmtree(runtime, ignore_errors=True)
+        shutil.rmtree(io, ignore_errors=True)
     scores = {}
     for exercise in _exercises(ws.assignment):
         verdict = judged[exercise.key]
@@ -231,11 +238,11 @@ def _write_feedback(batch: _Batch, result: StudentResult, judged: dict) -> None:
     executed = ws.autograded_notebook(student)
     source = executed if executed.is_file() else ws.submitted_notebook(student)
     notebook = nbformat.read(str(source), as_version=4)
-    page = compose_feedback(
-        notebook=notebook, release=batch.release, assignment=ws.assignment,
-        exercises=_exercises(ws.assignment), verdicts=judged, points=result.points, max_points=batch.points,
-        student=result.student_name or student, notes=[n for n in result.notes if not n.startswith("ERROR: feedback")],
-        scrub_lines=batch.scrub)
+    exercises = [ExerciseFeedback(e.name, result.points[e.test_cell], batch.points[e.test_cell], judged.get(e.key))
+                 for e in _exercises(ws.assignment)]
+    page = compose_feedback(exercises, notebook, batch.release, batch.scrub, student=result.student_name or student,
+                            assignment=ws.assignment, timestamp=time.strftime("%Y-%m-%d %H:%M"),
+                            notes=[n for n in result.notes if not n.startswith("ERROR: feedback")])
     leaks = find_leaks(page, batch.scrub)
     target = ws.feedback_page(student)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -282,7 +289,7 @@ def run_canary(assignment: str, settings: GradingSettings, fingerprint: str) -> 
     points = test_cell_points(ws.source_notebook())
     batch = _Batch(ws, settings, db_url, fingerprint, release,
                    {e.test_cell: points[e.test_cell] for e in _exercises(assignment)},
-                   scrub_lines(ws.source_notebook()))
+                   scrub_lines(ws.source_notebook()), sandbox_settings(settings))
     notebooks = {"reference": _reference_notebook(release, ws.source_notebook()), "release": release}
     expected = {"reference": 1.0, "release": 0.0}
     gradebook.create_students(db_url, {s: s for s in notebooks})
@@ -340,9 +347,13 @@ def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = Non
     settings = settings or GradingSettings()
     started = time.time()
     exercises = _exercises(assignment)
-    if settings.sandbox and not bwrap_available():
-        raise GradingError("bubblewrap (Debian package bubblewrap) is needed to sandbox student code; install it, "
-                           "or grade trusted notebooks only with sandbox=False (--no-sandbox)")
+    try:
+        host_warnings = sandbox.preflight(sandbox_settings(settings))
+    except sandbox.SandboxUnavailable as error:
+        raise GradingError(f"cannot sandbox student code: {error}") from error
+    for warning in host_warnings:
+        print(warning, file=sys.stderr)
+    sandbox.sweep(sandbox_settings(settings))
     ws = Workspace(settings.workspace, assignment)
     db_url = settings.gradebook_url()
     fingerprint = prepare(ws, settings, db_url)
@@ -354,7 +365,7 @@ def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = Non
     release = _student_release(ws)
     points = {e.test_cell: test_cell_points(ws.source_notebook())[e.test_cell] for e in exercises}
     batch = _Batch(ws, settings, db_url, fingerprint, release, points,
-                   scrub_lines(ws.source_notebook()) + grading_code_lines())
+                   scrub_lines(ws.source_notebook()) + grading_code_lines(), sandbox_settings(settings))
     if settings.canary:
         run_canary(assignment, settings, fingerprint)
 
@@ -363,12 +374,18 @@ def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = Non
         print(f"WARNING: {warning}", file=sys.stderr)
     todo: list[StudentResult] = []
     for sub in submissions:
-        data = sub.read()
-        key = hashlib.sha256(data).hexdigest()[:32] + fingerprint
+        key = sub.sha256[:32] + fingerprint
         previous = students.get(sub.student_id)
         if previous and not settings.force and previous.key == key and previous.status == "graded":
             continue
+        try:
+            data = sub.read()
+        except (OSError, ValueError) as error:
+            students[sub.student_id] = StudentResult(sub.student_id, sub.student_name, sub.origin, "unreadable",
+                                                     notes=[f"ERROR: {error}"], key=key)
+            continue
         ok, notes, flags = _place(batch, sub.student_id, data)
+        notes += host_warnings
         result = StudentResult(sub.student_id, sub.student_name, sub.origin, "pending" if ok else "unreadable",
                                notes=list(sub.notes) + notes, flags=flags, key=key)
         students[sub.student_id] = result

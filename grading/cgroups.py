@@ -167,6 +167,15 @@ def _procs(group: Path) -> list[int]:
         return []
 
 
+def procs(name: str, root: str = ROOT) -> list[int]:
+    """The processes in group ``course-grading/name`` (empty when it is gone or unavailable)."""
+    _check_name(name)
+    try:
+        return _procs(parents(root)[0] / name)
+    except CgroupError:
+        return []
+
+
 def remove(name: str, root: str = ROOT, timeout_s: float = 10.0) -> bool:
     """Kill whatever still runs in ``course-grading/name`` and delete it; True when it is gone."""
     _check_name(name)

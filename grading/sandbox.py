@@ -7,11 +7,13 @@ nbgrader (unconfined) starts the kernel through a kernelspec whose argv is
    tmpfs together, a process count and a CPU share; where no cgroup can be made, ``cgroups="require"``
    refuses and ``"warn"`` runs on rlimits alone, saying so on stderr and in the status file;
 2. sets rlimits (CPU seconds, file size, no core dumps, address space as a second line);
-3. as root: in a private mount namespace, binds what the kernel needs into a staging tmpfs, the two
-   writable folders (the runtime folder with the kernel's sockets, ``IO/results``) with noexec, nosuid
-   and nodev (bwrap has no noexec option; flags set here are locked for the unprivileged bwrap), so that
-   no path is both writable and executable; hands those two folders to the sandbox user's group
-   (mode 1770); drops to that user (``course-sandbox``, created if missing);
+3. as root: mounts a sized noexec, nosuid, nodev tmpfs (``shared_mb``, owned by root, group the sandbox
+   user's, mode 1770) on each of the two folders the kernel writes on the host: the runtime folder
+   (connection file, ipc sockets; its files are copied in) and ``IO/results``, so that no path is both
+   writable and executable and the host's disk cannot be filled (bwrap itself has no noexec option);
+   then, in a private mount namespace, binds those and the read-only paths the sandbox user could not
+   reach (e.g. under /root) into a staging tmpfs; drops to the sandbox user (``course-sandbox``,
+   created if missing);
 4. sends the kernel's stdin/stdout/stderr to /dev/null (the grader's control channel stays its own),
    closes every other descriptor but the payload memfd, and execs bwrap.
 
@@ -22,9 +24,11 @@ the runtime folder at ``/run/kernel`` (not its host path); ``/grading/challenge.
 copy) and ``/grading/results``. The kernel starts from ``grading.kernel_bootstrap``, read from the
 memfd, so neither it nor the preloaded modules are files in the sandbox.
 
-The pipeline passes ``COURSE_GRADING_IO=<host folder>`` in the launcher's environment, and after the
-kernel is gone calls ``cleanup(settings, io_dir=..., connection_file=...)``; ``sweep(settings)`` before
-a batch removes cgroups left by crashed runs; ``preflight(settings)`` checks the host once.
+The pipeline passes ``COURSE_GRADING_IO=<host folder>`` (not inside the runtime folder) in the
+launcher's environment; once the kernel is gone and ``IO/results`` has been read, it calls
+``cleanup(settings, io_dir=..., connection_file=...)`` (kills leftovers, removes the cgroup, unmounts
+the two tmpfs: their files are gone after it); ``sweep(settings)`` before a batch removes cgroups and
+tmpfs left by crashed runs; ``preflight(settings)`` checks the host once.
 """
 
 from __future__ import annotations
@@ -34,11 +38,13 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import resource
 import shutil
 import stat
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -70,6 +76,7 @@ class SandboxSettings:
     cpu_weight: int = 100  # CPU share against other groups (cgroup v2 scale; 100 is the default)
     tmpfs_mb: int = 512  # /tmp, the working folder included (also counted in memory_mb)
     shm_mb: int = 64  # /dev/shm
+    shared_mb: int = 64  # each folder shared with the host (runtime sockets, results): a tmpfs of this size
     threads: int = 1  # OMP/MKL/OpenBLAS threads
     enabled: bool = True  # False: unconfined kernel (trusted notebooks only)
     cgroups: str = "require"  # no cgroup possible: "require" refuses, "warn" runs on rlimits, loudly
@@ -186,13 +193,32 @@ def read_status(io_dir: Optional[str] = None, connection_file: Optional[str] = N
 
 
 def cleanup(settings: SandboxSettings, io_dir: Optional[str] = None, connection_file: Optional[str] = None) -> bool:
-    """After the kernel is gone: kill what is left of it and remove its cgroup; True when clean."""
-    return cg.remove(run_name(io_dir, connection_file), settings.cgroup_root)
+    """After the kernel is gone and its results were read: kill its leftovers, remove its cgroup, unmount
+    its shared tmpfs (runtime folder, ``IO/results``); True when all went."""
+    gone = cg.remove(run_name(io_dir, connection_file), settings.cgroup_root)
+    folders = ([os.path.dirname(os.path.abspath(connection_file))] if connection_file else []) + (
+        [os.path.join(io_dir, "results")] if io_dir else [])
+    return all([gone] + [_unmount_shared(folder) for folder in folders])
 
 
-def sweep(settings: SandboxSettings) -> int:
-    """Before a batch: remove empty cgroups left by earlier runs; return how many."""
-    return cg.sweep(settings.cgroup_root)
+def sweep(settings: SandboxSettings, max_age_s: float = 86400.0) -> int:
+    """Before a batch: remove empty cgroups and unmount shared tmpfs of dead kernels; return how many.
+
+    A tmpfs counts as dead when its kernel's cgroup has no process left, or, for a kernel that ran
+    without a cgroup, when it is older than ``max_age_s``.
+    """
+    removed = cg.sweep(settings.cgroup_root)
+    for folder in _shared_mounts():
+        try:
+            marker = json.loads(Path(folder, MARKER).read_text())
+        except (OSError, ValueError):
+            marker = {}
+        if marker.get("cgroup"):
+            dead = not cg.procs(marker["run"], settings.cgroup_root)
+        else:
+            dead = time.time() - float(marker.get("started", 0)) > max_age_s
+        removed += dead and _unmount_shared(folder)
+    return removed
 
 
 # ---------------------------------------------------------------- the unprivileged user
@@ -212,15 +238,6 @@ def sandbox_ids(user: str) -> tuple[int, int]:
     if entry.pw_uid == 0 or entry.pw_gid == 0:
         raise SandboxUnavailable(f"the sandbox user {user!r} must not be root")
     return entry.pw_uid, entry.pw_gid
-
-
-def _share_with(path: Path, gid: int) -> None:
-    """Make a root-owned folder writable for the sandbox group; sticky, so it cannot touch our files."""
-    st = path.lstat()
-    if not stat.S_ISDIR(st.st_mode):
-        raise SandboxUnavailable(f"{path} is not a folder")
-    os.chown(path, 0, gid, follow_symlinks=False)
-    os.chmod(path, 0o1770)
 
 
 # ---------------------------------------------------------------- mounts (root only, private namespace)
@@ -277,6 +294,45 @@ def _private_stage(sources: list[tuple[str, bool]]) -> list[str]:
         _mount(None, target, None, MS_REMOUNT | MS_BIND | _locked_flags(target) | extra)
         staged.append(target)
     return staged
+
+
+SHARED_SOURCE = "course-sandbox-rw"  # source name of the shared tmpfs in /proc/self/mountinfo
+MARKER = ".course-sandbox"  # root-owned file in each shared tmpfs: which kernel, since when
+
+
+def _shared_mounts() -> list[str]:
+    """Mount points of the shared tmpfs folders in this mount namespace."""
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        if right.split()[:2] == ["tmpfs", SHARED_SOURCE]:
+            points.append(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), left.split()[4]))
+    return points
+
+
+def _shared_tmpfs(folder: str, size_mb: int, gid: int, marker: dict) -> None:
+    """Mount a sized noexec tmpfs (group ``gid``, 1770) on a host folder the kernel writes, keeping its files."""
+    folder = os.path.realpath(folder)
+    if folder in _shared_mounts():  # a restarted kernel
+        return
+    keep = {p.name: (p.read_bytes(), p.stat()) for p in Path(folder).iterdir()
+            if p.is_file() and not p.is_symlink() and p.stat().st_size <= 2**20}
+    _mount(SHARED_SOURCE, folder, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"size={size_mb}m,mode=1770,gid={gid}")
+    for name, (data, st) in keep.items():
+        fd = os.open(os.path.join(folder, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        os.write(fd, data)
+        os.fchown(fd, st.st_uid, st.st_gid)
+        os.fchmod(fd, st.st_mode & 0o777)
+        os.close(fd)
+    Path(folder, MARKER).write_text(json.dumps(marker))
+
+
+def _unmount_shared(folder: str) -> bool:
+    """Lazily unmount a shared tmpfs (its files go with it); True when it is not (or no longer) one."""
+    folder = os.path.realpath(folder)
+    if folder not in _shared_mounts():
+        return True
+    return _libc.umount2(folder.encode(), 2) == 0  # MNT_DETACH
 
 
 # ---------------------------------------------------------------- the command
@@ -448,8 +504,11 @@ def launch(settings: SandboxSettings, connection_file: str, io_dir: Optional[str
         readonly.append(("/data", settings.data_dir))
         env["COURSE_DATA"] = "/data"
     if root:
+        if io_dir and os.path.realpath(io_dir).startswith(os.path.realpath(runtime_dir) + os.sep):
+            raise SandboxUnavailable(f"the IO folder {io_dir} must not lie in the runtime folder {runtime_dir}")
+        marker = {"run": run_name(io_dir, connection_file), "cgroup": has_cgroup, "started": time.time()}
         for _, host in writable:
-            _share_with(Path(host), gid)
+            _shared_tmpfs(host, settings.shared_mb, gid, marker)
         staged_ro = [(inside, host) for inside, host in readonly if not _reachable(host)]
         sources = [(host, True) for _, host in writable] + [(host, False) for _, host in staged_ro]
         staged = iter(_private_stage(sources))
@@ -457,7 +516,8 @@ def launch(settings: SandboxSettings, connection_file: str, io_dir: Optional[str
         binds.update({inside: next(staged) for inside, _ in staged_ro})
         binds.update({inside: host for inside, host in readonly if inside not in binds})
     else:
-        status["warnings"].append("launcher not root: runtime and results folders are bound without noexec")
+        status["warnings"].append("launcher not root: runtime and results folders are bound as they are "
+                                  "(no size limit, no noexec)")
         binds.update({inside: "rw:" + host for inside, host in writable})
         binds.update({inside: host for inside, host in readonly})
     files: dict[str, int] = {}

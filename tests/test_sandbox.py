@@ -19,12 +19,15 @@ from grading.sandbox import (
     KERNEL_NAME,
     SandboxSettings,
     SandboxUnavailable,
+    _shared_mounts,
+    _shared_tmpfs,
     bwrap_available,
     cleanup,
     default_readonly_paths,
     preflight,
     read_status,
     run_name,
+    sweep,
     write_kernelspec,
 )
 
@@ -107,7 +110,8 @@ def sandboxed_kernel(tmp: Path, launcher_out=None, **overrides):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
-        assert cleanup(settings, io_dir=str(io))
+        assert cleanup(settings, io_dir=str(io), connection_file=str(runtime / "kernel.json"))
+        assert not {str(runtime), str(io / "results")} & set(_shared_mounts())
         shutil.rmtree(runtime, ignore_errors=True)
 
 
@@ -372,6 +376,48 @@ def test_tmpfs_is_sized(shared):
                      "            f.write(b'x' * 2**20)\n    print('WROTE')\nexcept OSError as e:\n"
                      "    print('full', e.errno == errno.ENOSPC)\nfinally:\n    os.remove('/tmp/big')")
     assert out.strip() == "full True"
+
+
+@pytest.mark.slow
+@needs_root_bwrap
+@needs_cgroups
+def test_shared_folders_are_sized(shared):
+    """The folders shared with the host are small tmpfs: the host's disk cannot be filled through them."""
+    code = """
+import errno, json, os
+res = {}
+for folder in ('/run/kernel', '/grading/results'):
+    try:
+        with open(folder + '/big', 'wb') as f:
+            for _ in range(100):
+                f.write(b'x' * 2**20)
+        res[folder] = 'wrote'
+    except OSError as e:
+        res[folder] = errno.errorcode[e.errno]
+    finally:
+        os.remove(folder + '/big')
+print(json.dumps(res))
+"""
+    assert shared.json(code) == {"/run/kernel": "ENOSPC", "/grading/results": "ENOSPC"}
+    assert {str(shared.runtime), str(shared.io / "results")} <= set(_shared_mounts())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts need root")
+def test_sweep_unmounts_shared_folders_of_dead_kernels(tmp_path):
+    """A shared tmpfs whose kernel's cgroup is empty, or that is old and had none, is unmounted by sweep."""
+    folders = [tmp_path / "dead", tmp_path / "old", tmp_path / "young"]
+    markers = [{"run": "k-gone", "cgroup": True, "started": 0}, {"run": "k-x", "cgroup": False, "started": 0},
+               {"run": "k-y", "cgroup": False, "started": 4e9}]
+    for folder, marker in zip(folders, markers):
+        folder.mkdir()
+        _shared_tmpfs(str(folder), 1, 0, marker)
+    try:
+        assert {str(f) for f in folders} <= set(_shared_mounts())
+        sweep(SandboxSettings())
+        assert set(_shared_mounts()) & {str(f) for f in folders} == {str(folders[2])}
+    finally:
+        cleanup(SandboxSettings(), io_dir=None, connection_file=str(folders[2] / "x.json"))
+    assert not set(_shared_mounts()) & {str(f) for f in folders}
 
 
 @pytest.mark.slow

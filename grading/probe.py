@@ -1,0 +1,177 @@
+"""Feed an exercise the grader's inputs and record what comes out; runs inside the student's kernel.
+
+Each hidden test cell holds one line, ``from grading.probe import record; record("adam", Adam)``.
+Outside grading (``COURSE_GRADING_CHALLENGE`` unset) it does nothing. While grading, it reads the
+challenge (inputs drawn by the trusted grader), runs the student's function or class on them and writes
+the outputs to ``$COURSE_GRADING_RESULTS/<exercise>.safetensors``. It holds no secret and computes no
+verdict: the grader compares the recorded numbers with PyTorch outside the sandbox. It never raises and
+prints nothing; whatever the student's code prints or warns while probed is discarded.
+
+Challenge tensors are JSON objects ``{"dtype": "float64", "shape": [2, 3], "b64": <little-endian bytes>}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import random
+import warnings
+from typing import Any, Callable, Dict, Tuple
+
+import torch
+
+CHALLENGE_ENV, RESULTS_ENV = "COURSE_GRADING_CHALLENGE", "COURSE_GRADING_RESULTS"
+MAX_ERROR_CHARS = 300
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def encode_tensor(t: torch.Tensor) -> Dict[str, Any]:
+    """A float32/float64 tensor as a JSON-able dict (exact: raw little-endian bytes in base64)."""
+    name = {v: k for k, v in _DTYPES.items()}[t.dtype]
+    data = t.detach().cpu().contiguous().numpy().astype(f"<f{t.element_size()}").tobytes()
+    return {"dtype": name, "shape": list(t.shape), "b64": base64.b64encode(data).decode("ascii")}
+
+
+def decode_tensor(d: Dict[str, Any]) -> torch.Tensor:
+    """The tensor that ``encode_tensor`` encoded (a fresh, writable copy)."""
+    raw = bytearray(base64.b64decode(d["b64"]))
+    flat = torch.frombuffer(raw, dtype=_DTYPES[d["dtype"]]) if raw else torch.zeros(0, dtype=_DTYPES[d["dtype"]])
+    return flat.reshape(d["shape"]).clone()
+
+
+def error_text(error: BaseException) -> str:
+    """``Type: message`` of an exception, capped."""
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
+class _Discard:
+    """A write-only stream that drops everything (the student's prints while probed)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+# --- Initializers: a fresh network per run, filled with 3.0 / 0.5 so an untouched layer shows ----------------
+
+
+def probe_initializer(init: Callable, run: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+    """Initialize a BaseNetwork of the run's architecture with ``init``; return its parameters (float32)."""
+    from course_lib.models import BaseNetwork
+
+    model = BaseNetwork(run["act_fn"], input_size=run["input_size"], hidden_sizes=tuple(run["hidden_sizes"]),
+                        num_classes=run["num_classes"])
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            param.fill_(0.5 if name.endswith("bias") else 3.0)
+    init(model, **run["kwargs"])
+    params = dict(model.named_parameters())
+    return {name: params[name].detach().to("cpu", torch.float32).clone() for name in run["parameters"]}
+
+
+# --- Optimizers: float64 parameters, the grader's gradients, the trajectory after every step ------------------
+
+
+def probe_optimizer(optimizer_class: type, run: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+    """Run the student's optimizer for the run's steps; return each parameter's trajectory [steps, *shape]."""
+    specs = run["params"]
+    params = [torch.nn.Parameter(decode_tensor(s["init"]).to(torch.float64)) for s in specs]
+    grads = [decode_tensor(s["grads"]).to(torch.float64) if s.get("start") else None for s in specs]
+    optimizer = optimizer_class(params, **run["kwargs"])
+    steps = run["steps"]
+    trajectory = [torch.empty((steps, *p.shape), dtype=torch.float64) for p in params]
+    for step in range(1, steps + 1):
+        optimizer.zero_grad()
+        for p, spec, g in zip(params, specs, grads):
+            if spec.get("start") and step >= spec["start"]:
+                p.grad = g[step - 1].clone()
+        optimizer.step()
+        for k, p in enumerate(params):
+            trajectory[k][step - 1] = p.detach().to("cpu", torch.float64).reshape(p.shape)
+    return {str(k): t for k, t in enumerate(trajectory)}
+
+
+# --- Derivation functions: one number per run -------------------------------------------------------------
+
+
+def probe_ratio(function: Callable, run: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+    """Call ``function(first, second)`` on the run's two tensors; return the number (float64)."""
+    value = float(function(decode_tensor(run["first"]), decode_tensor(run["second"])))
+    return {"value": torch.tensor(value, dtype=torch.float64)}
+
+
+PROBES: Dict[str, Callable[[Any, Dict[str, Any]], Dict[str, torch.Tensor]]] = {
+    "initializer": probe_initializer,
+    "optimizer": probe_optimizer,
+    "ratio": probe_ratio,
+}
+
+
+def _run_all(obj: Any, spec: Dict[str, Any], seed: int) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+    """Every run of one exercise, each on its own: (tensors named run/name, {run: error})."""
+    tensors: Dict[str, torch.Tensor] = {}
+    errors: Dict[str, str] = {}
+    probe = PROBES[spec["kind"]]
+    for index, (run_name, run) in enumerate(spec["runs"].items()):
+        python_state = random.getstate()
+        try:
+            with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(_Discard()), \
+                    contextlib.redirect_stderr(_Discard()), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.manual_seed(seed + index)
+                random.seed(seed + index)
+                out = probe(obj, run)
+            for name, t in out.items():
+                tensors[f"{run_name}/{name}"] = t.detach().cpu().contiguous().clone()
+        except BaseException as error:  # noqa: B036 - the student's code may raise anything, even SystemExit
+            errors[run_name] = error_text(error)
+        finally:
+            random.setstate(python_state)
+    return tensors, errors
+
+
+def _write(path: str, tensors: Dict[str, torch.Tensor], metadata: Dict[str, str]) -> None:
+    """Write a safetensors file atomically (temporary file in the same folder, then rename)."""
+    from safetensors.torch import save_file
+
+    tmp = f"{path}.{os.getpid()}.tmp"
+    save_file(tensors, tmp, metadata=metadata)
+    os.replace(tmp, path)
+
+
+def record(exercise: str, obj: Any) -> None:
+    """Feed ``obj`` the grader's inputs for ``exercise`` and record its outputs; a no-op outside grading."""
+    try:
+        challenge_path = os.environ.get(CHALLENGE_ENV)
+        results_dir = os.environ.get(RESULTS_ENV)
+        if not challenge_path or not results_dir:
+            return
+        with open(challenge_path, encoding="utf-8") as f:
+            challenge = json.load(f)
+        spec = challenge["exercises"].get(exercise)
+        if spec is None:
+            return
+        path = os.path.join(results_dir, f"{exercise}.safetensors")
+        threads = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)  # small tensors: more threads only contend
+            tensors, errors = _run_all(obj, spec, int(challenge.get("seed", 0)) % 2**31)
+            metadata = {"exercise": exercise, "status": "error" if errors else "ok",
+                        "errors": json.dumps(errors)}
+            if errors:
+                metadata["error"] = next(iter(errors.values()))
+        except BaseException as error:  # noqa: B036
+            tensors, metadata = {}, {"exercise": exercise, "status": "error", "error": error_text(error)}
+        finally:
+            torch.set_num_threads(threads)
+        _write(path, tensors, metadata)
+    except BaseException:  # noqa: B036 - never raise into the student's notebook
+        pass
+
+
+__all__ = ["record", "encode_tensor", "decode_tensor"]

@@ -1,0 +1,87 @@
+"""Verdicts computed outside the sandbox: draw each exercise's inputs, then judge what the probe recorded.
+
+``make_challenge(assignment, seed)`` draws the inputs (plain JSON, written for the probe to read);
+``judge(assignment, challenge, results_dir)`` loads ``<exercise>.safetensors`` from ``results_dir``,
+recomputes the expected values with PyTorch and scores each exercise as a weighted set of named
+properties (``ExerciseVerdict.fraction`` is the share of its points earned).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from pathlib import Path
+from typing import Callable, Dict, Iterator
+
+import torch
+
+from . import derivation, initializers, optimizers
+from .core import ExerciseVerdict, PropertyVerdict, ResultError, failed_verdict, load_results, missing_note
+
+__all__ = ["make_challenge", "judge", "ExerciseVerdict", "PropertyVerdict", "KINDS", "property_weights"]
+
+CHALLENGE_FORMAT = 1
+# Exercise key -> the module that draws its inputs and judges it, per assignment, in notebook order.
+KINDS: Dict[str, Dict[str, object]] = {
+    "initialization": {"var_init": initializers, "equal_var_init": initializers, "xavier_init": initializers,
+                       "backward_variance_ratio": derivation, "relu_variance_ratio": derivation,
+                       "kaiming_init": initializers},
+    "optimization": {"sgd": optimizers, "sgd_momentum": optimizers, "adam": optimizers},
+}
+
+
+def make_challenge(assignment: str, seed: int) -> dict:
+    """The grader's inputs for every exercise of ``assignment`` (JSON-able; a function of ``seed`` only)."""
+    rng = random.Random(seed)
+    exercises = {key: module.challenge(key, random.Random(rng.randrange(2**63)))
+                 for key, module in KINDS[assignment].items()}
+    return {"format": CHALLENGE_FORMAT, "assignment": assignment, "seed": int(seed) % 2**31,
+            "exercises": exercises}
+
+
+def _expected(spec: dict) -> Callable:
+    kind = spec["kind"]
+    return {"initializer": initializers, "optimizer": optimizers, "ratio": derivation}[kind].expected_tensors
+
+
+def property_weights(assignment: str, key: str, challenge: dict) -> Dict[str, float]:
+    """name -> weight of an exercise's properties (from judging an empty result)."""
+    from .core import Results
+
+    props, _ = KINDS[assignment][key].judge(key, challenge["exercises"][key], Results({}, {}, "no result"))
+    return {p.name: p.weight for p in props}
+
+
+def judge_exercise(assignment: str, key: str, challenge: dict, results_dir: Path) -> ExerciseVerdict:
+    """The verdict on one exercise; a missing or malformed result file fails every property with a note."""
+    spec = challenge["exercises"][key]
+    module = KINDS[assignment][key]
+    path = Path(results_dir) / f"{key}.safetensors"
+    try:
+        results = load_results(path, key, _expected(spec)(spec))
+    except ResultError as error:
+        note = missing_note(Path(results_dir), key) if str(error) == "missing" else str(error)
+        return failed_verdict(key, property_weights(assignment, key, challenge), note)
+    if not results.tensors:
+        note = f"your code raised {results.error}" if results.error else "your code produced no result"
+        return failed_verdict(key, property_weights(assignment, key, challenge), note)
+    return module.verdict(key, spec, results)
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one thread (small tensors: threads only contend with the other graders)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def judge(assignment: str, challenge: dict, results_dir: Path) -> Dict[str, ExerciseVerdict]:
+    """The verdict on every exercise of ``assignment``, keyed by exercise."""
+    if challenge.get("assignment") != assignment:
+        raise ValueError(f"the challenge is for {challenge.get('assignment')!r}, not {assignment!r}")
+    with single_thread():
+        return {key: judge_exercise(assignment, key, challenge, Path(results_dir)) for key in KINDS[assignment]}

@@ -184,7 +184,9 @@ def status_file(io_dir: Optional[str], connection_file: str) -> Path:
 
 
 def read_status(io_dir: Optional[str] = None, connection_file: Optional[str] = None) -> dict:
-    """The launcher's record: {"cgroup": name or null, "uid": host uid, "warnings": [...]} ({} if none)."""
+    """The launcher's record: {"cgroup": name or null, "uid": host uid, "warnings": [...], "shared": [folders]}."""
+    if not (io_dir or connection_file):
+        return {}
     path = status_file(io_dir, connection_file or "")
     try:
         return json.loads(path.read_text())
@@ -198,7 +200,9 @@ def cleanup(settings: SandboxSettings, io_dir: Optional[str] = None, connection_
     gone = cg.remove(run_name(io_dir, connection_file), settings.cgroup_root)
     folders = ([os.path.dirname(os.path.abspath(connection_file))] if connection_file else []) + (
         [os.path.join(io_dir, "results")] if io_dir else [])
-    return all([gone] + [_unmount_shared(folder) for folder in folders])
+    status = read_status(io_dir, connection_file)
+    folders += [f for f in status.get("shared", []) if isinstance(f, str)]  # written by the launcher (root)
+    return all([gone] + [_unmount_shared(folder) for folder in dict.fromkeys(folders)])
 
 
 def sweep(settings: SandboxSettings, max_age_s: float = 86400.0) -> int:
@@ -509,6 +513,7 @@ def launch(settings: SandboxSettings, connection_file: str, io_dir: Optional[str
         marker = {"run": run_name(io_dir, connection_file), "cgroup": has_cgroup, "started": time.time()}
         for _, host in writable:
             _shared_tmpfs(host, settings.shared_mb, gid, marker)
+        status["shared"] = [os.path.realpath(host) for _, host in writable]
         staged_ro = [(inside, host) for inside, host in readonly if not _reachable(host)]
         sources = [(host, True) for _, host in writable] + [(host, False) for _, host in staged_ro]
         staged = iter(_private_stage(sources))

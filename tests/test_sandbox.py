@@ -110,7 +110,7 @@ def sandboxed_kernel(tmp: Path, launcher_out=None, **overrides):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
-        assert cleanup(settings, io_dir=str(io), connection_file=str(runtime / "kernel.json"))
+        assert cleanup(settings, io_dir=str(io))  # the runtime folder is found in the launcher's record
         assert not {str(runtime), str(io / "results")} & set(_shared_mounts())
         shutil.rmtree(runtime, ignore_errors=True)
 

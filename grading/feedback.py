@@ -49,6 +49,7 @@ ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title", "wi
                       "ol": {"start"}}
 SAFE_HREF = re.compile(r"(https?://|mailto:|#)", re.IGNORECASE)
 DATA_IMAGE = re.compile(r"data:(image/(?:png|jpeg));base64,([A-Za-z0-9+/=\s]*)\Z")
+WORD = re.compile(r"\w+")
 BASE64_RUN = re.compile(r"[A-Za-z0-9+/=]+")
 DATA_PAYLOAD = re.compile(r"(data:image/[a-z]+;base64,)[A-Za-z0-9+/=]+")
 MARKDOWN = MarkdownIt("commonmark", {"html": True}).enable("table").enable("strikethrough")
@@ -78,7 +79,7 @@ class Limits:
     source_chars: int = 50_000  # per cell's source
     html_chars: int = 200_000  # raw text/html or markdown read before sanitizing
     message_chars: int = 2_000  # per verdict message, note
-    page_text_chars: int = MB  # all text of the notebook part
+    page_text_bytes: int = MB  # all text of the notebook part (UTF-8)
     image_bytes: int = MB  # per image
     page_image_bytes: int = 5 * MB  # all images
     page_bytes: int = 8 * MB  # the whole page
@@ -105,33 +106,65 @@ def _plain(text: str) -> str:
     return html.unescape(CONTROL.sub("", ANSI.sub("", text)))
 
 
-def scrub_text(text: str, scrub: Sequence[str]) -> tuple[str, int]:
+class Needles:
+    """Lines to look for, each filed under an anchor: a whole word inside it that every occurrence shows.
+
+    A word with a non-word character on each side within the line stays a whole word wherever the line
+    appears (HTML escaping included), so only lines whose anchor is among a text's words need a search.
+    """
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self.lines = [h for h in dict.fromkeys(lines) if h]
+        self.by_anchor: dict[str, list[str]] = {}
+        self.always: list[str] = []  # lines without an inner word
+        for h in self.lines:
+            inner = [m.group() for m in WORD.finditer(h) if m.start() > 0 and m.end() < len(h)]
+            if inner:
+                self.by_anchor.setdefault(max(inner, key=len), []).append(h)
+            else:
+                self.always.append(h)
+
+    def candidates(self, *texts: str) -> list[str]:
+        """The lines that may occur in any of ``texts``."""
+        words: set[str] = set()
+        for text in texts:
+            words.update(WORD.findall(text))
+        return self.always + [h for w in words.intersection(self.by_anchor) for h in self.by_anchor[w]]
+
+
+def _needles(lines: Iterable[str] | Needles) -> Needles:
+    return lines if isinstance(lines, Needles) else Needles(lines)
+
+
+def scrub_text(text: str, scrub: Iterable[str] | Needles) -> tuple[str, int]:
     """``text`` without the lines that hold a scrub line (raw, ANSI-stripped or HTML-unescaped); lines dropped."""
     whole = (text, _plain(text), _plain(TAG.sub("", text)))
-    if not scrub or not any(s in form for s in scrub for form in whole):
+    found = [s for s in _needles(scrub).candidates(*whole) if any(s in form for form in whole)]
+    if not found:
         return text, 0
     kept, dropped = [], 0
     for line in text.splitlines(keepends=True):
         forms = (line, _plain(line), _plain(TAG.sub("", line)))
-        if any(s in form for s in scrub for form in forms):
+        if any(s in form for s in found for form in forms):
             dropped += 1
         else:
             kept.append(line)
     return "".join(kept), dropped
 
 
-def find_leaks(html_text: str, lines: Iterable[str]) -> list[str]:
+def find_leaks(html_text: str, lines: Iterable[str] | Needles) -> list[str]:
     """The lines found in an HTML page, as markup (escaped or not) or as the text a reader sees."""
-    lines = [h for h in lines if h]
-    if not any(BASE64_RUN.fullmatch(h) for h in lines):  # else a line could hide in an image's payload
+    needles = _needles(lines)
+    if not any(BASE64_RUN.fullmatch(h) for h in needles.always):  # else a line could hide in an image's payload
         html_text = DATA_PAYLOAD.sub(r"\1", html_text)
     visible = html.unescape(TAG.sub("", html_text))
     leaks = []
-    for h in lines:
+    for h in needles.candidates(html_text, visible):
         escaped = html.escape(h)
         if h in visible or h in html_text or (escaped != h and escaped in html_text):
             leaks.append(h)
-    return leaks
+    found = set(leaks)
+    return [h for h in needles.lines if h in found]
 
 
 def _release_lines() -> set[str]:
@@ -152,8 +185,9 @@ PLAIN_IMPORT = re.compile(  # an import of a module other than grading: public k
 def grading_code_lines(public: Optional[Iterable[str]] = None, root: Path = GRADING_DIR) -> list[str]:
     """Lines of grading/**/*.py a feedback page must not show: stripped, >= 12 characters, not public.
 
-    Left out: lines of ``public`` (default: the release notebooks), imports of modules other than
-    ``grading``, lines with fewer than 6 letters or digits, and this page's own CSS.
+    Left out, as no secret and common in students' code: lines of ``public`` (default: the release
+    notebooks), imports of modules other than ``grading``, lines without a word, lines of fewer than 3
+    words shorter than 24 characters (``return model``, ``inside = True``), and this page's own CSS.
     """
     skip = set(_release_lines() if public is None else public) | {line.strip() for line in _CSS.splitlines()}
     lines = []
@@ -162,8 +196,9 @@ def grading_code_lines(public: Optional[Iterable[str]] = None, root: Path = GRAD
             continue
         for line in path.read_text(errors="replace").splitlines():
             line = line.strip()
-            if (len(line) >= 12 and line not in skip and not PLAIN_IMPORT.match(line)
-                    and sum(ch.isalnum() for ch in line) >= 6):
+            words = len(WORD.findall(line))
+            trivial = words < 1 or (words < 3 and len(line) < 24)
+            if len(line) >= 12 and not trivial and line not in skip and not PLAIN_IMPORT.match(line):
                 lines.append(line)
     return list(dict.fromkeys(lines))
 
@@ -195,17 +230,18 @@ def _overwrite_carriage_returns(text: str) -> str:
 class _Page:
     """Renders the notebook part of one page within its text and image budgets."""
 
-    def __init__(self, scrub: Sequence[str], limits: Limits) -> None:
-        self.scrub, self.limits = list(scrub), limits
-        self.text_left, self.images_left = limits.page_text_chars, limits.page_image_bytes
+    def __init__(self, scrub: Iterable[str], limits: Limits) -> None:
+        self.scrub, self.limits = Needles(scrub), limits
+        self.text_left, self.images_left = limits.page_text_bytes, limits.page_image_bytes
         self.why = ""  # why the last image was left out
 
     # -- budgets
     def _spend_text(self, rendered: str) -> str:
-        if len(rendered) > self.text_left:
+        size = len(rendered.encode())
+        if size > self.text_left:
             self.text_left = 0
             return _left_out("left out: this page's text limit was reached")
-        self.text_left -= len(rendered)
+        self.text_left -= size
         return rendered
 
     def _image(self, mime: str, b64: str) -> Optional[str]:
@@ -257,11 +293,12 @@ class _Page:
                               clean_content_tags={"script", "style"}, url_schemes={"http", "https", "mailto", "data"},
                               attribute_filter=self._attribute, link_rel="noopener noreferrer nofollow",
                               strip_comments=True)
-            image_chars = (images_before - self.images_left) * 4 // 3
-            if len(clean) - image_chars <= self.limits.output_chars and not find_leaks(clean, self.scrub):
+            text_size = len(clean.encode()) - (images_before - self.images_left) * 4 // 3  # less the images
+            if (text_size <= min(self.limits.output_chars, self.text_left)
+                    and not find_leaks(clean, self.scrub)):
                 if dropped:
                     clean += "\n" + _left_out(f"{dropped} line(s) left out: they showed grading code")
-                self.text_left -= min(self.text_left, len(clean) - image_chars)
+                self.text_left -= text_size
                 return f'<div class="html">\n{clean}\n</div>'
             self.images_left = images_before
         if fallback is not None:
@@ -318,7 +355,7 @@ class _Page:
         if kind == "markdown":
             return f'<div class="cell markdown">\n{self.markdown(text)}\n</div>'
         source = _left_out("test cell (its source is not shown)") if test and not given else self.source(text)
-        label = "given code" if given else "your code"
+        label = "given code" if given else "your code" if course.is_solution(cell) else "code"
         if test:
             label = "test cell" + (f" for {exercise_of[gid]}" if gid in exercise_of else "")
         parts = [f'<div class="cell {"test" if test else kind}"' + (f' id="cell-{_slug(gid)}"' if gid else "") + ">",
@@ -359,9 +396,10 @@ def _sentence(text: Any, page: _Page) -> str:
     return html.escape(_cut(text, page.limits.message_chars).strip())
 
 
-def _summary(exercises: Sequence[ExerciseFeedback], notes: Sequence[str], page: _Page) -> list[str]:
+def _summary(exercises: Sequence[ExerciseFeedback], notes: Sequence[str], page: _Page, assignment: str) -> list[str]:
     """The summary table, the notes, and each exercise's properties."""
     rows, details = [], []
+    test_cells = {e.key: e.test_cell for e in course.EXERCISES.get(assignment, ())}
     for i, ex in enumerate(exercises):
         props = list(getattr(ex.verdict, "properties", None) or [])
         passed = sum(bool(p.passed) for p in props)
@@ -372,6 +410,9 @@ def _summary(exercises: Sequence[ExerciseFeedback], notes: Sequence[str], page: 
         note = "No result was recorded for this exercise." if ex.verdict is None else getattr(ex.verdict, "note", "")
         if note:
             details.append(f"<p>{_sentence(note, page)}</p>")
+        key = getattr(ex.verdict, "exercise", None)
+        if key in test_cells:
+            details.append(f'<p><a href="#cell-{_slug(test_cells[key])}">Its test cell in your notebook</a></p>')
         total = sum(float(p.weight) for p in props) or 1.0
         items = []
         for p in props:
@@ -415,7 +456,7 @@ def compose_feedback(exercises: Sequence[ExerciseFeedback], notebook: Optional[M
     title = f"Feedback: {assignment}"
     head = [f"<h1>{html.escape(title)}</h1>",
             f"<p>{_sentence(student, page)}" + (f" · {_sentence(timestamp, page)}" if timestamp else "") + "</p>"]
-    summary = _summary(exercises, notes, page)
+    summary = _summary(exercises, notes, page, assignment)
     exercise_of = {e.test_cell: e.name for e in course.EXERCISES.get(assignment, ())}
     released = {course.grade_id(c): c for c in release.get("cells", []) if course.grade_id(c)}
     cells = ["<h2>Your notebook</h2>"]
@@ -426,7 +467,7 @@ def compose_feedback(exercises: Sequence[ExerciseFeedback], notebook: Optional[M
     for body in (head + summary + cells, head + summary + ["<h2>Your notebook</h2>", _left_out(
             "Your notebook is not shown: it was too large or showed grading code.")]):
         text = _document(title, body)
-        if len(text.encode()) <= limits.page_bytes and not find_leaks(text, scrub):
+        if len(text.encode()) <= limits.page_bytes and not find_leaks(text, page.scrub):
             return text
     return _document(title, [f"<h1>{html.escape(title)}</h1>", _left_out(
         "This feedback could not be shown; ask your instructor.")])
@@ -496,7 +537,7 @@ class ScrubHiddenTests(NbGraderPreprocessor):
 
     def preprocess_cell(self, cell, resources, index):
         """Scrub one cell."""
-        scrub = list(self.hidden_lines)
+        scrub = Needles(self.hidden_lines)
         cell.source = scrub_text(cell.source, scrub)[0]
         if cell.cell_type == "code":
             limit_outputs(cell, self.max_output_chars, 2 * MB)

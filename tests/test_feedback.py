@@ -181,10 +181,11 @@ def test_three_40_mb_images_make_a_small_page():
 def test_text_is_capped_per_output_and_per_page():
     """A 5 MB print is cut; many large outputs stop at the page's text limit."""
     cells = [new_code_cell("print(x)", outputs=[stream("y" * (5 * MB))])]
+    cells += [new_code_cell("print(x)", outputs=[stream("🙂" * 15_000)]) for _ in range(80)]  # 4 bytes each
     cells += [new_code_cell("print(x)", outputs=[stream(("z" * 99 + "\n") * 190)]) for _ in range(80)]
     cells.append(new_code_cell("print(x) " * 100_000))
     page = compose(cells)
-    assert len(page) < 1.5 * MB
+    assert len(page.encode()) < 1.5 * MB and "Your notebook is not shown" not in page
     assert "more characters left out" in page and "text limit was reached" in page
 
 
@@ -278,6 +279,7 @@ def test_property_table_lists_each_property_and_failure_message():
     assert len(rows) == 3
     assert "2 / 2" in rows[0] and "1 of 1" in rows[0]
     assert "3.5 / 5" in rows[1] and "2 of 3" in rows[1]
+    assert 'href="#cell-adam_tests"' in page and 'href="#cell-sgd_tests"' in page
     assert "0 / 3" in rows[2] and "0 of 0" in rows[2]
     assert "<th>5.5 / 10</th>" in page
     for name in ("one step", "first step", "bias correction per parameter", "eps after the square root"):
@@ -298,6 +300,9 @@ def test_find_leaks_sees_markup_and_visible_text():
     assert find_leaks(f"<p>{html.escape(line)}</p>", [line]) == [line]
     assert find_leaks(f"<pre>{line[:10]}\n{line[10:]}</pre>", [line]) == []
     assert find_leaks(highlighted, ["check_y(C)", ""]) == []
+    assert find_leaks("<p>xxrecord(a, b)yy</p>", ["record(a, b)"]) == ["record(a, b)"]  # inside longer words
+    assert find_leaks("<p>zzabcdefghijklmzz</p>", ["abcdefghijklm"]) == ["abcdefghijklm"]  # one word, no anchor
+    assert find_leaks("<p>record(a,b)</p>", ["record(a, b)"]) == []
     payload = base64.b64encode(b"x" * 300).decode()
     assert find_leaks(f'<img src="data:image/png;base64,{payload}">', [payload[:40]]) == [payload[:40]]
 

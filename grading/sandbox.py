@@ -146,7 +146,7 @@ def default_readonly_paths() -> list[str]:
     import course_lib
 
     paths = ["/usr", sys.base_prefix, sys.prefix, str(Path(course_lib.__file__).resolve().parent)]
-    for etc in ("/etc/ld.so.cache", "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf"):
+    for etc in ("/etc/ld.so.cache", "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/fonts"):
         if os.path.exists(etc):
             paths.append(etc)
     return paths
@@ -389,8 +389,9 @@ def kernel_env(settings: SandboxSettings) -> dict[str, str]:
 
 
 def bwrap_command(settings: SandboxSettings, binds: dict[str, str], files: dict[str, int],
-                  env: dict[str, str], fd: int) -> list[str]:
-    """bwrap's argv; ``binds``: inside path -> host path ('rw:' prefix: writable); ``files``: path -> fd."""
+                  env: dict[str, str], fd: int, ro_files: Optional[dict[str, int]] = None) -> list[str]:
+    """bwrap's argv. ``binds``: inside path -> host path ('rw:' prefix: writable); ``files``: inside path
+    -> fd copied to a writable file; ``ro_files``: inside path -> fd copied to a read-only file."""
     args = ["bwrap", "--unshare-user", "--uid", str(INNER_UID), "--gid", str(INNER_UID), "--unshare-net",
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent",
             "--new-session", "--hostname", "sandbox", "--clearenv", "--proc", "/proc"]
@@ -404,11 +405,24 @@ def bwrap_command(settings: SandboxSettings, binds: dict[str, str], files: dict[
     for inside, host in binds.items():
         args += ["--bind", host[3:], inside] if host.startswith("rw:") else ["--ro-bind", host, inside]
     for inside, file_fd in files.items():
-        args += ["--ro-bind-data" if inside.startswith(INNER_IO) else "--file", str(file_fd), inside]
+        args += ["--file", str(file_fd), inside]
+    for inside, file_fd in (ro_files or {}).items():
+        args += ["--ro-bind-data", str(file_fd), inside]
     args += ["--remount-ro", "/", "--chdir", "/tmp/work"]
     for key, value in env.items():
         args += ["--setenv", key, value]
     return args + ["--", sys.executable, "-c", kernel_bootstrap.STUB, str(fd)]
+
+
+def _unreadable_files(folder: str, limit: int = 1000) -> list[Path]:
+    """Files under ``folder`` that other users (the sandbox user) cannot read."""
+    found = []
+    for dirpath, _, names in os.walk(folder):
+        found += [p for p in (Path(dirpath, n) for n in names)
+                  if p.is_file() and not p.is_symlink() and not p.stat().st_mode & stat.S_IROTH]
+        if len(found) >= limit:
+            break
+    return found[:limit]
 
 
 def _workdir_files(limit: int = 200) -> list[Path]:
@@ -504,9 +518,16 @@ def launch(settings: SandboxSettings, connection_file: str, io_dir: Optional[str
     binds: dict[str, str] = {}
     writable = [(INNER_RUNTIME, runtime_dir)] + ([(f"{INNER_IO}/results", str(results))] if results else [])
     readonly = [(p, p) for p in dict.fromkeys(settings.readonly_paths) if os.path.exists(p)]
+    ro_files: dict[str, int] = {}
     if settings.data_dir and os.path.isdir(settings.data_dir):
         readonly.append(("/data", settings.data_dir))
         env["COURSE_DATA"] = "/data"
+        hidden = _unreadable_files(settings.data_dir) if root else []
+        for path in hidden:  # readable copies in the sandbox's memory (they count in its memory limit)
+            ro_files[f"/data/{path.relative_to(settings.data_dir)}"] = os.open(path, os.O_RDONLY)
+        if hidden:
+            status["warnings"].append(f"WARNING: {len(hidden)} data files not readable by other users were copied "
+                                      f"into the sandbox's memory; run chmod -R a+rX {settings.data_dir}")
     if root:
         if io_dir and os.path.realpath(io_dir).startswith(os.path.realpath(runtime_dir) + os.sep):
             raise SandboxUnavailable(f"the IO folder {io_dir} must not lie in the runtime folder {runtime_dir}")
@@ -531,17 +552,17 @@ def launch(settings: SandboxSettings, connection_file: str, io_dir: Optional[str
     if io_dir:
         challenge = Path(io_dir, "challenge.json")
         if challenge.is_file():
-            files[f"{INNER_IO}/challenge.json"] = _memfd("challenge", challenge.read_bytes()[: 64 * 2**20])
+            ro_files[f"{INNER_IO}/challenge.json"] = _memfd("challenge", challenge.read_bytes()[: 64 * 2**20])
         env.update(COURSE_GRADING_CHALLENGE=f"{INNER_IO}/challenge.json", COURSE_GRADING_RESULTS=f"{INNER_IO}/results")
     connection = _inner_connection(info, runtime_dir)
     fd = _memfd("kernel", kernel_bootstrap.payload(settings.preload_modules, connection, "/tmp/.kernel/kernel.json"))
-    command = bwrap_command(settings, binds, files, env, fd)
+    command = bwrap_command(settings, binds, files, env, fd, ro_files)
     command[0] = shutil.which("bwrap") or "/usr/bin/bwrap"
     status["uid"] = uid
     status_file(io_dir, connection_file).write_text(json.dumps(status))
     _set_limits(settings, nproc=not has_cgroup)
     _redirect_stdio(settings.log_file)
-    _close_fds([fd, *files.values()])
+    _close_fds([fd, *files.values(), *ro_files.values()])
     if root:
         os.setgroups([])
         os.setgid(gid)

@@ -227,6 +227,10 @@ def sweep(root: str = ROOT, min_age_s: float = 300.0) -> int:
                     removed += 1
             except OSError:
                 pass
+        try:
+            parent.rmdir()
+        except OSError:
+            pass
     return removed
 
 

@@ -194,6 +194,27 @@ def test_no_cgroup_hierarchy_is_named(tmp_path):
     assert cgroups.remove("k-x", str(tmp_path)) and cgroups.sweep(str(tmp_path)) == 0
 
 
+def test_cgroup_v2_limits_written(tmp_path):
+    """On cgroup v2 the group gets memory.max, no swap, pids.max and cpu.weight; controllers are delegated."""
+    (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (tmp_path / "cgroup.subtree_control").write_text("\n")
+    parent = tmp_path / cgroups.PARENT
+    (parent / "k-1").mkdir(parents=True)  # a real cgroupfs creates these files itself
+    (parent / "cgroup.controllers").write_text("cpu memory pids\n")
+    (parent / "cgroup.subtree_control").write_text("\n")
+    for name in ("memory.swap.max", "cpu.weight"):
+        (parent / "k-1" / name).write_text("max\n")
+    assert cgroups.version(str(tmp_path)) == 2
+    assert cgroups.create("k-1", cgroups.Limits(memory_mb=300, pids_max=70, cpu_weight=50), str(tmp_path)) == [
+        parent / "k-1"]
+    files = {n: (parent / "k-1" / n).read_text() for n in ("memory.max", "memory.swap.max", "pids.max", "cpu.weight")}
+    assert files == {"memory.max": str(300 * 2**20), "memory.swap.max": "0", "pids.max": "70", "cpu.weight": "50"}
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+memory +pids +cpu"
+    assert (parent / "cgroup.subtree_control").read_text() == "+memory +pids +cpu"
+    with pytest.raises(ValueError):
+        cgroups.create("../escape", cgroups.Limits(), str(tmp_path))
+
+
 @needs_cgroups
 def test_cgroup_counts_children_and_is_removed():
     """A child that allocates past the group's memory is killed; remove() kills stragglers and deletes it."""

@@ -26,7 +26,7 @@ import nbformat
 import nh3
 from markdown_it import MarkdownIt
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Integer, List, Unicode
+from traitlets import Integer
 
 from grading import course
 
@@ -115,21 +115,22 @@ class Needles:
 
     def __init__(self, lines: Iterable[str]) -> None:
         self.lines = [h for h in dict.fromkeys(lines) if h]
-        self.by_anchor: dict[str, list[str]] = {}
+        self.by_anchor: dict[str, list[tuple[str, frozenset[str]]]] = {}
         self.always: list[str] = []  # lines without an inner word
         for h in self.lines:
             inner = [m.group() for m in WORD.finditer(h) if m.start() > 0 and m.end() < len(h)]
             if inner:
-                self.by_anchor.setdefault(max(inner, key=len), []).append(h)
+                self.by_anchor.setdefault(max(inner, key=len), []).append((h, frozenset(inner)))
             else:
                 self.always.append(h)
 
     def candidates(self, *texts: str) -> list[str]:
-        """The lines that may occur in any of ``texts``."""
+        """The lines that may occur in any of ``texts``: every inner word of theirs is a word there."""
         words: set[str] = set()
         for text in texts:
             words.update(WORD.findall(text))
-        return self.always + [h for w in words.intersection(self.by_anchor) for h in self.by_anchor[w]]
+        return self.always + [h for w in words.intersection(self.by_anchor) for h, inner in self.by_anchor[w]
+                              if inner <= words]
 
 
 def _needles(lines: Iterable[str] | Needles) -> Needles:
@@ -349,6 +350,8 @@ class _Page:
     def cell(self, cell: Mapping, release: Mapping[str, Mapping], exercise_of: Mapping[str, str]) -> str:
         """One cell: test and read-only cells with their release source, student cells as written."""
         kind, gid = cell.get("cell_type"), course.grade_id(cell)
+        kind = kind if kind in ("code", "markdown") else "raw"
+        gid = gid if isinstance(gid, str) else None
         test = course.is_test(cell) or (gid in release and course.is_test(release[gid]))
         given = gid in release and (test or course.is_locked(cell) or course.is_locked(release[gid]))
         text = _text_of((release[gid] if given else cell).get("source", ""))
@@ -365,6 +368,14 @@ class _Page:
             parts += [self.output(o, test) for o in outputs]
         parts.append("</div>")
         return "\n".join(p for p in parts if p)
+
+
+    def safe_cell(self, cell: Mapping, release: Mapping[str, Mapping], exercise_of: Mapping[str, str]) -> str:
+        """One cell, or a placeholder when it is malformed (a student may hand in any JSON)."""
+        try:
+            return self.cell(cell, release, exercise_of)
+        except Exception:  # a malformed cell: show the rest of the notebook
+            return '<div class="cell">\n' + _left_out("this cell could not be shown: it is malformed") + "\n</div>"
 
 
 def _slug(text: str) -> str:
@@ -463,7 +474,7 @@ def compose_feedback(exercises: Sequence[ExerciseFeedback], notebook: Optional[M
     if notebook is None:
         cells.append(_left_out("Your notebook could not be shown."))
     else:
-        cells += [page.cell(c, released, exercise_of) for c in notebook.get("cells", [])]
+        cells += [page.safe_cell(c, released, exercise_of) for c in notebook.get("cells", [])]
     for body in (head + summary + cells, head + summary + ["<h2>Your notebook</h2>", _left_out(
             "Your notebook is not shown: it was too large or showed grading code.")]):
         text = _document(title, body)
@@ -511,46 +522,4 @@ class LimitOutputChars(NbGraderPreprocessor):
         """Cut one cell's outputs."""
         if cell.cell_type == "code":
             limit_outputs(cell, self.max_output_chars, self.max_image_bytes)
-        return cell, resources
-
-
-# ---- kept for the generate_feedback config of grading/workspace.py (remove with it) ------------------------
-
-def hidden_test_lines(source_notebook: Path) -> list[str]:
-    """Every non-blank line (stripped) between BEGIN/END HIDDEN TESTS in a source notebook."""
-    nb = nbformat.read(str(source_notebook), as_version=4)
-    return list(dict.fromkeys(line for cell in nb.cells for line in course.hidden_lines(cell.source)))
-
-
-def hidden_cell_ids(source_notebook: Path) -> list[str]:
-    """grade_ids of the source cells that hold hidden tests."""
-    nb = nbformat.read(str(source_notebook), as_version=4)
-    return [course.grade_id(c) or "" for c in nb.cells if course.HIDDEN_BEGIN in c.source]
-
-
-class ScrubHiddenTests(NbGraderPreprocessor):
-    """Drop hidden-test lines from every source and output; shorten hidden test cells' errors."""
-
-    hidden_lines = List(Unicode(), help="Lines of hidden tests that must never appear.").tag(config=True)
-    hidden_cells = List(Unicode(), help="grade_ids of cells holding hidden tests.").tag(config=True)
-    max_output_chars = Integer(20000, help="Longest text kept per output.").tag(config=True)
-
-    def preprocess_cell(self, cell, resources, index):
-        """Scrub one cell."""
-        scrub = Needles(self.hidden_lines)
-        cell.source = scrub_text(cell.source, scrub)[0]
-        if cell.cell_type == "code":
-            limit_outputs(cell, self.max_output_chars, 2 * MB)
-            hidden = course.grade_id(cell) in self.hidden_cells
-            for output in cell.outputs:
-                if output.output_type == "stream":
-                    output.text = scrub_text(output.text, scrub)[0]
-                elif output.output_type == "error":
-                    output.evalue = scrub_text(output.evalue, scrub)[0]
-                    output.traceback = ([f"{output.ename}: {output.evalue}"] if hidden else
-                                        [scrub_text(t, scrub)[0] for t in output.traceback])
-                elif "data" in output:
-                    for mime, value in output.data.items():
-                        if isinstance(value, str) and not mime.startswith("image/"):
-                            output.data[mime] = scrub_text(value, scrub)[0]
         return cell, resources

@@ -14,11 +14,11 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from grading import course
 from grading.feedback import (
     ExerciseFeedback,
+    LimitOutputChars,
     Limits,
     compose_feedback,
     find_leaks,
     grading_code_lines,
-    limit_outputs,
 )
 
 MB = 2**20
@@ -339,13 +339,13 @@ def test_release_notebook_page_with_real_scrub_lines(assignment):
 
 
 def test_limit_outputs_keeps_the_autograded_notebook_small():
-    """The nbgrader preprocessor's helper cuts texts and replaces large images, in place."""
+    """The nbgrader preprocessor cuts texts and replaces large images, in place."""
     png = base64.b64encode(PNG + b"\0" * (3 * MB)).decode()
     cell = new_code_cell("x", outputs=[
         stream("a" * MB), display({"image/png": png, "text/plain": "<Figure>"}),
         display({"text/html": "<p>" * MB}), display({"application/json": {"k": "v" * MB}}),
         new_output("error", ename="E", evalue="v" * MB, traceback=["t" * MB] * 500)])
-    limit_outputs(cell, 1000, MB)
+    LimitOutputChars(max_output_chars=1000, max_image_bytes=MB).preprocess_cell(cell, {}, 0)
     out = cell.outputs
     assert len(out[0].text) < 1100
     assert "image/png" not in out[1].data and out[1].data["text/plain"] == "image left out: 3.0 MB"
@@ -353,3 +353,14 @@ def test_limit_outputs_keeps_the_autograded_notebook_small():
     assert out[3].data == {"text/plain": "output left out: too large"}
     assert len(out[4].evalue) < 1100 and len(out[4].traceback) == 100
     assert len(nbformat.writes(new_notebook(cells=[cell]))) < 200_000
+
+
+def test_malformed_cells_are_skipped():
+    """Odd JSON in a notebook (a bad cell type, outputs that are not objects) costs only that cell."""
+    bad = [nbformat.from_dict({"cell_type": '"><script>alert(1)</script>', "source": "x", "metadata": {}}),
+           nbformat.from_dict({"cell_type": "code", "source": "y", "metadata": {"nbgrader": "not a dict"},
+                               "outputs": ["not an output", 3]}),
+           new_code_cell("print('still here')", outputs=[stream("still here\n")])]
+    page = compose(bad)
+    assert_inert(page)
+    assert "still here" in page and "could not be shown: it is malformed" in page

@@ -39,6 +39,17 @@ def make_challenge(assignment: str, seed: int) -> dict:
             "exercises": exercises}
 
 
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one thread (small tensors: threads only contend with the other graders)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _expected(spec: dict) -> Callable:
     kind = spec["kind"]
     return {"initializer": initializers, "optimizer": optimizers, "ratio": derivation}[kind].expected_tensors
@@ -54,6 +65,11 @@ def property_weights(assignment: str, key: str, challenge: dict) -> Dict[str, fl
 
 def judge_exercise(assignment: str, key: str, challenge: dict, results_dir: Path) -> ExerciseVerdict:
     """The verdict on one exercise; a missing or malformed result file fails every property with a note."""
+    with single_thread():
+        return _judge_exercise(assignment, key, challenge, results_dir)
+
+
+def _judge_exercise(assignment: str, key: str, challenge: dict, results_dir: Path) -> ExerciseVerdict:
     spec = challenge["exercises"][key]
     module = KINDS[assignment][key]
     path = Path(results_dir) / f"{key}.safetensors"
@@ -68,20 +84,8 @@ def judge_exercise(assignment: str, key: str, challenge: dict, results_dir: Path
     return module.verdict(key, spec, results)
 
 
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch on one thread (small tensors: threads only contend with the other graders)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def judge(assignment: str, challenge: dict, results_dir: Path) -> Dict[str, ExerciseVerdict]:
     """The verdict on every exercise of ``assignment``, keyed by exercise."""
     if challenge.get("assignment") != assignment:
         raise ValueError(f"the challenge is for {challenge.get('assignment')!r}, not {assignment!r}")
-    with single_thread():
-        return {key: judge_exercise(assignment, key, challenge, Path(results_dir)) for key in KINDS[assignment]}
+    return {key: judge_exercise(assignment, key, challenge, Path(results_dir)) for key in KINDS[assignment]}

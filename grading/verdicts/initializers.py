@@ -178,18 +178,16 @@ def check_distribution(layers: Sequence[Layer], allowed: Sequence[str]) -> Tuple
     for layer in layers:
         if layer.untouched:
             return False, _untouched_message(layer)
-        ok = False
-        for name in allowed:
-            low, high = within_one_sd_bounds(layer.n, shapes[name])
-            ok = ok or (layer.var > 0 and low <= layer.within_sd <= high)
-        if not ok:
-            looks = [name for name in ("normal", "uniform")
-                     if layer.var > 0 and within_one_sd_bounds(layer.n, shapes[name])[0] <= layer.within_sd
-                     <= within_one_sd_bounds(layer.n, shapes[name])[1]]
+        sd = math.sqrt(layer.var)
+        ratio = abs(layer.mean) / sd if sd > 0 else 0.0
+        looks = [name for name, within in shapes.items()
+                 if sd > 0 and within_one_sd_bounds(layer.n, within, ratio)[0] <= layer.within_sd
+                 <= within_one_sd_bounds(layer.n, within, ratio)[1]]
+        if not set(looks) & set(allowed):
             seen = f"they look {looks[0]}" if looks else "they follow neither a normal nor a uniform distribution"
-            wanted = " or ".join(allowed)
             return False, (f"{layer.label}: {100 * layer.within_sd:.1f}% of the weights lie within one standard "
-                           f"deviation of their mean; {seen}, but a {wanted} distribution is asked for")
+                           f"deviation of their mean; {seen}, but a {' or '.join(allowed)} distribution is "
+                           f"asked for")
     return True, ""
 
 
@@ -221,6 +219,8 @@ FAN_MISTAKES: Dict[str, Tuple[Formula, str]] = {
                    "standard deviation is 1/sqrt(fan_in)"),
     "2/fan_in^2": (lambda ly: 4 / ly.fan_in**2, "it matches (2/fan_in)^2: 2/fan_in is the variance, so the "
                    "standard deviation is sqrt(2/fan_in)"),
+    "U[0, a]": (lambda ly: 0.5 / (ly.fan_in + ly.fan_out), "it matches U[0, a] with a = sqrt(6 / (fan_in + "
+                "fan_out)): draw from U[-a, a]"),
     "xavier std as variance": (lambda ly: 4 / (ly.fan_in + ly.fan_out) ** 2, "it matches (2/(fan_in + fan_out))^2: "
                                "that is the variance, the standard deviation is its square root"),
 }

@@ -262,19 +262,28 @@ class Deviation:
 
 def first_deviation(run: Run, got: Sequence[torch.Tensor], want: Sequence[torch.Tensor],
                     last_step: Optional[int] = None) -> Optional[Deviation]:
-    """The earliest step at which an active parameter of ``got`` leaves ``want`` (None if they agree)."""
+    """The earliest step at which an active parameter of ``got`` leaves ``want`` (None if they agree).
+
+    Each parameter is compared by its movement since the step before its first gradient, so a change
+    made while it had no gradient (judged on its own) does not count again here.
+    """
     best: Optional[Deviation] = None
     steps = run.steps if last_step is None else min(last_step, run.steps)
     for k in run.active():
-        g = got[k][:steps].reshape(steps, -1)
-        e = want[k][:steps].reshape(steps, -1)
-        moved = (e - run.inits[k].reshape(1, -1)).abs().amax(dim=1)
+        first = run.starts[k] - 1  # index of the first step with a gradient
+        if first >= steps:
+            continue
+        before_got = got[k][first - 1].reshape(1, -1) if first else run.inits[k].reshape(1, -1)
+        before_want = want[k][first - 1].reshape(1, -1) if first else run.inits[k].reshape(1, -1)
+        g = got[k][first:steps].reshape(steps - first, -1) - before_got
+        e = want[k][first:steps].reshape(steps - first, -1) - before_want
+        moved = e.abs().amax(dim=1)
         diff = (g - e).abs().amax(dim=1)
         bad = ~(diff <= RTOL * moved + ATOL)  # NaN counts as bad
         if bool(bad.any()):
-            step = int(bad.nonzero()[0, 0]) + 1
+            step = first + int(bad.nonzero()[0, 0]) + 1
             if best is None or step < best.step:
-                best = Deviation(step, tuple(run.inits[k].shape), float(diff[step - 1]))
+                best = Deviation(step, tuple(run.inits[k].shape), float(diff[step - first - 1]))
     return best
 
 

@@ -47,7 +47,7 @@ def variance_bounds(n: int) -> Tuple[float, float]:
 
 
 def fraction_tolerance(n: int, false_alarm: float = FALSE_ALARM_PER_BOUND) -> float:
-    """Hoeffding bound on the deviation of a fraction of n i.i.d. events from its probability."""
+    """Dvoretzky-Kiefer-Wolfowitz bound: an empirical distribution function of n draws stays this close."""
     return math.sqrt(math.log(2 / false_alarm) / (2 * n))
 
 
@@ -61,14 +61,15 @@ def uniform_within(c: float) -> float:
     return min(max(c, 0.0) / math.sqrt(3), 1.0)
 
 
-def within_one_sd_bounds(n: int, within: Callable[[float], float]) -> Tuple[float, float]:
-    """Bounds on the fraction of |w - mean| <= (centred sample sd) for n draws of a distribution.
+def within_one_sd_bounds(n: int, within: Callable[[float], float], mean_ratio: float = 0.0) -> Tuple[float, float]:
+    """Bounds on the fraction of |w - mean| <= sd (sample mean and sd) for n draws of a distribution.
 
-    The sample sd lies within [sqrt(low), sqrt(high)] sigma (variance_bounds) and the sample mean within
-    mean_tolerance sigma of 0 (each failing with probability 1e-9); the fraction is monotone in the
-    threshold, and the fraction for a fixed threshold obeys Hoeffding's bound.
+    ``mean_ratio`` is the observed |mean| / sd. The sample sd lies within [sqrt(low), sqrt(high)] sigma
+    (variance_bounds, each side failing with probability 1e-9); |w - mean| <= sd lies between
+    |w| <= sd (1 - mean_ratio) and |w| <= sd (1 + mean_ratio); the fraction of |w| <= t deviates from
+    its probability by at most the DKW bound for every t at once (failing with probability 1e-9).
     """
     low, high = variance_bounds(n)
-    shift = mean_tolerance(n)
     slack = fraction_tolerance(n)
-    return within(math.sqrt(max(low, 0.0)) - shift) - slack, within(math.sqrt(high) + shift) + slack
+    return (within(math.sqrt(max(low, 0.0)) * (1 - mean_ratio)) - slack,
+            within(math.sqrt(high) * (1 + mean_ratio)) + slack)

@@ -1,27 +1,29 @@
-"""Can the hidden tests be trusted? Every correct reading passes, every listed mistake fails.
+"""The graded cells of the two assignments, and the code they must accept.
 
-The checks of grading/checks.py are run (in process, no notebook) on the solutions of
-solutions/*.ipynb, on the seed tutorial's own PyTorch reference implementations, on other correct
-variants, and on the common mistakes, each over many random seeds (random sizes, std values,
-learning rates, betas, step counts).
+The verdict machinery itself (properties, common mistakes, malformed results) is tested in
+tests/test_verdicts.py; here: every test cell probes first and then runs cheap visible tests that the
+solutions pass and typical mistakes fail; the seed tutorial's own PyTorch code and other correct readings
+score full marks; and tampering with torch inside the student's process cannot change a verdict, since
+the verdict is computed in another process.
 """
 
 from __future__ import annotations
 
-import math
-import random
+import json
+import re
 import subprocess
 import sys
 
+import nbformat
 import pytest
 import torch
 
-from grading import checks
-from grading.solutions import EXERCISES, ROOT, solution_namespace
+from grading.course import EXERCISES, HIDDEN_BEGIN, HIDDEN_END, hidden_lines, is_solution, is_test, source_notebook
+from grading.solutions import ROOT, solution_namespace
+from grading.verdicts import judge_exercise, make_challenge
+from tests.test_verdicts import MISTAKES, grade_in_process
 
-SEEDS = range(12)
-
-# The seed tutorial's PyTorch reference implementations, as published (and other correct readings).
+# The seed tutorial's PyTorch reference implementations, as published (Lippe, 2022).
 SEED_REFERENCE = '''
 def var_init(model, std=0.01):
     for name, param in model.named_parameters():
@@ -94,13 +96,6 @@ class Adam(OptimizerTemplate):
 '''
 
 OTHER_CORRECT = {
-    "xavier_init": '''
-def xavier_init(model):  # the normal form
-    for layer in model.modules():
-        if isinstance(layer, nn.Linear):
-            torch.nn.init.xavier_normal_(layer.weight)
-            torch.nn.init.zeros_(layer.bias)
-''',
     "kaiming_init": '''
 def kaiming_init(model):  # PyTorch's own initializers, first layer found by position
     linear = [m for m in model.modules() if isinstance(m, nn.Linear)]
@@ -114,322 +109,132 @@ def var_init(model, std=0.01):  # leaves the biases alone, uses torch.nn.init
         if isinstance(layer, nn.Linear):
             nn.init.normal_(layer.weight, 0.0, std)
 ''',
+    "equal_var_init": '''
+def equal_var_init(model):  # scaled torch.randn, through the model's own list of linear layers
+    with torch.no_grad():
+        for layer in model.linear_layers().values():
+            layer.weight.copy_(torch.randn_like(layer.weight) / layer.in_features ** 0.5)
+            layer.bias.zero_()
+''',
 }
 
-# The common mistakes: each must lose its own exercise, for every random draw.
-MISTAKES = {
-    "var_init": {
-        "std squared used as std": '''
-def var_init(model, std=0.01):
-    for param in model.parameters():
-        param.data.normal_(0, std ** 2)
-''',
-        "std used as variance": '''
-def var_init(model, std=0.01):
-    for param in model.parameters():
-        param.data.normal_(0, math.sqrt(std))
-''',
-        "hard-coded std": '''
-def var_init(model, std=0.01):
-    for param in model.parameters():
-        param.data.normal_(0, 0.01)
-''',
-    },
-    "equal_var_init": {
-        "biases left as they were": '''
-def equal_var_init(model):
-    for name, param in model.named_parameters():
-        if name.endswith(".weight"):
-            param.data.normal_(0, 1 / math.sqrt(param.shape[1]))
-''',
-        "fan_out instead of fan_in": '''
-def equal_var_init(model):
-    for name, param in model.named_parameters():
-        if name.endswith(".bias"):
-            param.data.zero_()
-        else:
-            param.data.normal_(0, 1 / math.sqrt(param.shape[0]))
-''',
-        "1/fan_in used as std": '''
-def equal_var_init(model):
-    for name, param in model.named_parameters():
-        if name.endswith(".bias"):
-            param.data.zero_()
-        else:
-            param.data.normal_(0, 1 / param.shape[1])
-''',
-    },
-    "xavier_init": {
-        "fan_in only": '''
-def xavier_init(model):
-    for name, param in model.named_parameters():
-        if name.endswith(".bias"):
-            param.data.zero_()
-        else:
-            bound = math.sqrt(3 / param.shape[1])
-            param.data.uniform_(-bound, bound)
-''',
-        "uniform bound without the square root of 6": '''
-def xavier_init(model):
-    for name, param in model.named_parameters():
-        if name.endswith(".bias"):
-            param.data.zero_()
-        else:
-            bound = 1 / math.sqrt(param.shape[0] + param.shape[1])
-            param.data.uniform_(-bound, bound)
-''',
-        "uniform on [0, 2a]": '''
-def xavier_init(model):
-    for name, param in model.named_parameters():
-        if name.endswith(".bias"):
-            param.data.zero_()
-        else:
-            bound = math.sqrt(6) / math.sqrt(param.shape[0] + param.shape[1])
-            param.data.uniform_(0, bound)
-''',
-    },
-    "kaiming_init": {
-        "factor 2 on the first layer too": '''
-def kaiming_init(model):
-    for name, param in model.named_parameters():
-        if name.endswith(".bias"):
-            param.data.zero_()
-        else:
-            param.data.normal_(0, math.sqrt(2 / param.shape[1]))
-''',
-        "no factor 2 (equal variance)": '''
-def kaiming_init(model):
-    for name, param in model.named_parameters():
-        if name.endswith(".bias"):
-            param.data.zero_()
-        else:
-            param.data.normal_(0, math.sqrt(1 / param.shape[1]))
-''',
-        "first layer found by its size 784": '''
-def kaiming_init(model):
-    for name, param in model.named_parameters():
-        if name.endswith(".bias"):
-            param.data.zero_()
-        else:
-            gain = 1 if param.shape[1] == 784 else 2
-            param.data.normal_(0, math.sqrt(gain / param.shape[1]))
-''',
-    },
-    "SGD": {
-        "hard-coded learning rate": '''
-class SGD(OptimizerTemplate):
-    def __init__(self, params, lr):
-        super().__init__(params, lr)
 
-    def update_param(self, p):
-        p.add_(-0.1 * p.grad)
-''',
-        "ascends the gradient": '''
-class SGD(OptimizerTemplate):
-    def __init__(self, params, lr):
-        super().__init__(params, lr)
-
-    def update_param(self, p):
-        p.add_(self.lr * p.grad)
-''',
-        "updates parameters without a gradient": '''
-class SGD(OptimizerTemplate):
-    def __init__(self, params, lr):
-        super().__init__(params, lr)
-
-    @torch.no_grad()
-    def step(self):
-        for p in self.params:
-            self.update_param(p)
-
-    def update_param(self, p):
-        p.add_(-self.lr * (p.grad if p.grad is not None else torch.ones_like(p)))
-''',
-    },
-    "SGDMomentum": {
-        "undamped momentum m = beta m + g": '''
-class SGDMomentum(OptimizerTemplate):
-    def __init__(self, params, lr, momentum=0.0):
-        super().__init__(params, lr)
-        self.momentum = momentum
-        self.m = {p: torch.zeros_like(p) for p in self.params}
-
-    def update_param(self, p):
-        self.m[p] = self.momentum * self.m[p] + p.grad
-        p.add_(-self.lr * self.m[p])
-''',
-        "state re-created every step": '''
-class SGDMomentum(OptimizerTemplate):
-    def __init__(self, params, lr, momentum=0.0):
-        super().__init__(params, lr)
-        self.momentum = momentum
-
-    def update_param(self, p):
-        m = torch.zeros_like(p)
-        m = (1 - self.momentum) * p.grad + self.momentum * m
-        p.add_(-self.lr * m)
-''',
-        "one state shared by all parameters": '''
-class SGDMomentum(OptimizerTemplate):
-    def __init__(self, params, lr, momentum=0.0):
-        super().__init__(params, lr)
-        self.momentum = momentum
-        self.m = 0.0
-
-    def update_param(self, p):
-        self.m = (1 - self.momentum) * p.grad.sum() + self.momentum * self.m
-        p.add_(-self.lr * self.m)
-''',
-    },
-    "Adam": {
-        "no bias correction": '''
-class Adam(OptimizerTemplate):
-    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-        super().__init__(params, lr)
-        self.b1, self.b2, self.eps = beta1, beta2, eps
-        self.m = {p: torch.zeros_like(p) for p in self.params}
-        self.v = {p: torch.zeros_like(p) for p in self.params}
-
-    def update_param(self, p):
-        self.m[p] = self.b1 * self.m[p] + (1 - self.b1) * p.grad
-        self.v[p] = self.b2 * self.v[p] + (1 - self.b2) * p.grad ** 2
-        p.add_(-self.lr * self.m[p] / (torch.sqrt(self.v[p]) + self.eps))
-''',
-        "eps inside the square root": '''
-class Adam(OptimizerTemplate):
-    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-        super().__init__(params, lr)
-        self.b1, self.b2, self.eps = beta1, beta2, eps
-        self.t = {p: 0 for p in self.params}
-        self.m = {p: torch.zeros_like(p) for p in self.params}
-        self.v = {p: torch.zeros_like(p) for p in self.params}
-
-    def update_param(self, p):
-        self.t[p] += 1
-        self.m[p] = self.b1 * self.m[p] + (1 - self.b1) * p.grad
-        self.v[p] = self.b2 * self.v[p] + (1 - self.b2) * p.grad ** 2
-        m_hat = self.m[p] / (1 - self.b1 ** self.t[p])
-        v_hat = self.v[p] / (1 - self.b2 ** self.t[p])
-        p.add_(-self.lr * m_hat / torch.sqrt(v_hat + self.eps))
-''',
-        "state re-created every step": '''
-class Adam(OptimizerTemplate):
-    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-        super().__init__(params, lr)
-        self.b1, self.b2, self.eps = beta1, beta2, eps
-
-    def update_param(self, p):
-        m = (1 - self.b1) * p.grad
-        v = (1 - self.b2) * p.grad ** 2
-        m_hat, v_hat = m / (1 - self.b1), v / (1 - self.b2)
-        p.add_(-self.lr * m_hat / (torch.sqrt(v_hat) + self.eps))
-''',
-        "step counted once per parameter update, shared by all parameters": '''
-class Adam(OptimizerTemplate):
-    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-        super().__init__(params, lr)
-        self.b1, self.b2, self.eps, self.t = beta1, beta2, eps, 0
-        self.m = {p: torch.zeros_like(p) for p in self.params}
-        self.v = {p: torch.zeros_like(p) for p in self.params}
-
-    def update_param(self, p):
-        self.t += 1
-        self.m[p] = self.b1 * self.m[p] + (1 - self.b1) * p.grad
-        self.v[p] = self.b2 * self.v[p] + (1 - self.b2) * p.grad ** 2
-        m_hat = self.m[p] / (1 - self.b1 ** self.t)
-        v_hat = self.v[p] / (1 - self.b2 ** self.t)
-        p.add_(-self.lr * m_hat / (torch.sqrt(v_hat) + self.eps))
-''',
-    },
-}
-
-ALL_EXERCISES = {**EXERCISES["initialization"], **EXERCISES["optimization"]}
+def cells(assignment: str) -> list:
+    """The cells of an assignment's source notebook."""
+    return nbformat.read(source_notebook(assignment), as_version=4).cells
 
 
-def assignment_of(exercise: str) -> str:
-    """The assignment an exercise belongs to."""
-    return next(a for a, names in EXERCISES.items() if exercise in names)
+def test_checks_module_is_gone():
+    """The in-process checks were replaced by the probe and the verdicts."""
+    assert not (ROOT / "grading" / "checks.py").exists()
+    for assignment in EXERCISES:
+        assert "grading.checks" not in source_notebook(assignment).read_text()
 
 
-def check(exercise: str):
-    """The hidden check of an exercise."""
-    return getattr(checks, ALL_EXERCISES[exercise])
+@pytest.mark.parametrize("assignment", sorted(EXERCISES))
+def test_test_cells_probe_first(assignment):
+    """Each test cell: a one-line docstring, then the hidden probe line for its exercise, then visible tests."""
+    tests = {c.metadata["nbgrader"]["grade_id"]: c for c in cells(assignment) if is_test(c)}
+    solutions = {c.metadata["nbgrader"]["grade_id"] for c in cells(assignment) if is_solution(c)}
+    assert set(tests) == {e.test_cell for e in EXERCISES[assignment]}
+    assert solutions == {e.solution_cell for e in EXERCISES[assignment]}
+    for exercise in EXERCISES[assignment]:
+        lines = tests[exercise.test_cell].source.splitlines()
+        assert re.fullmatch(r'""".{10,}"""', lines[0]), lines[0]
+        assert lines[1] == HIDDEN_BEGIN and lines[3] == HIDDEN_END, lines[:4]
+        assert hidden_lines(tests[exercise.test_cell].source) == [
+            f'from grading.probe import record; record("{exercise.key}", {exercise.name})']
+        assert any("assert" in line for line in lines[4:]), "visible tests follow the probe"
 
 
-@pytest.mark.parametrize("exercise", sorted(ALL_EXERCISES))
-def test_course_solution_passes(exercise):
-    """The solution cell of solutions/<assignment>.ipynb passes its hidden check for every seed."""
-    implementation = solution_namespace(assignment_of(exercise))[exercise]
-    for seed in SEEDS:
-        check(exercise)(implementation, seed=seed)
+def visible_tests(assignment: str) -> dict:
+    """Each test cell's source without its hidden block, by exercise key."""
+    by_id = {c.metadata["nbgrader"]["grade_id"]: c.source for c in cells(assignment) if is_test(c)}
+    out = {}
+    for exercise in EXERCISES[assignment]:
+        source = by_id[exercise.test_cell]
+        out[exercise.key] = re.sub(rf"{HIDDEN_BEGIN}.*?{HIDDEN_END}\n", "", source, flags=re.S)
+    return out
 
 
-@pytest.mark.parametrize("exercise", sorted(ALL_EXERCISES))
-def test_seed_reference_passes(exercise):
-    """The seed tutorial's own PyTorch implementation, pasted in, passes for every seed."""
-    implementation = solution_namespace(assignment_of(exercise), [SEED_REFERENCE])[exercise]
-    for seed in SEEDS:
-        check(exercise)(implementation, seed=seed)
+def notebook_namespace(assignment: str, sources=()) -> dict:
+    """The solutions (and ``sources`` over them) with the notebooks' imports the test cells use."""
+    namespace = solution_namespace(assignment)
+    exec("from course_lib.models import BaseNetwork", namespace)
+    for source in sources:
+        exec(source, namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("assignment", sorted(EXERCISES))
+def test_visible_tests_pass_for_the_solutions(assignment):
+    """The visible part of every test cell passes with the reference solutions (and the seed code)."""
+    for sources in ([], [SEED_REFERENCE]):
+        namespace = notebook_namespace(assignment, sources)
+        torch.manual_seed(0)
+        for key, source in visible_tests(assignment).items():
+            try:
+                exec(source, dict(namespace))
+            except AssertionError as error:
+                raise AssertionError(f"{key}: {error}") from error
+
+
+@pytest.mark.parametrize("exercise", [e.key for exercises in EXERCISES.values() for e in exercises])
+def test_visible_tests_catch_a_typical_mistake(exercise):
+    """For each exercise, the visible tests already fail for at least one of its common mistakes."""
+    assignment = next(a for a, es in EXERCISES.items() if exercise in {e.key for e in es})
+    caught = []
+    for mistake, (source, _) in MISTAKES[exercise].items():
+        namespace = notebook_namespace(assignment, [source])
+        torch.manual_seed(0)
+        try:
+            exec(visible_tests(assignment)[exercise], dict(namespace))
+        except Exception:  # an AssertionError, or the mistake raising on the test's shapes
+            caught.append(mistake)
+    assert caught, f"no common mistake of {exercise} fails its visible tests"
+
+
+@pytest.mark.parametrize("assignment", sorted(EXERCISES))
+def test_seed_reference_scores_full_marks(tmp_path, assignment):
+    """The seed tutorial's own PyTorch implementations, pasted in, get full marks on every exercise."""
+    for seed in range(3):
+        verdicts = grade_in_process(tmp_path / str(seed), assignment, seed, [SEED_REFERENCE])
+        assert all(v.fraction == 1.0 for v in verdicts.values()), {
+            k: [(p.name, p.message) for p in v.properties if not p.passed] for k, v in verdicts.items()}
 
 
 @pytest.mark.parametrize("exercise", sorted(OTHER_CORRECT))
-def test_other_correct_variants_pass(exercise):
-    """Xavier's normal form, Kaiming via torch.nn.init, var_init leaving biases alone: all pass."""
-    implementation = solution_namespace(assignment_of(exercise), [OTHER_CORRECT[exercise]])[exercise]
-    for seed in SEEDS:
-        check(exercise)(implementation, seed=seed)
+def test_other_correct_variants_score_full_marks(tmp_path, exercise):
+    """Kaiming via torch.nn.init, var_init leaving biases alone, randn-based equal variance: all 1.0."""
+    for seed in range(3):
+        verdict = grade_in_process(tmp_path / str(seed), "initialization", seed, [OTHER_CORRECT[exercise]],
+                                   only=exercise)[exercise]
+        assert verdict.fraction == 1.0, [(p.name, p.message) for p in verdict.properties]
 
 
-@pytest.mark.parametrize(
-    "exercise, mistake", [(e, m) for e, mistakes in MISTAKES.items() for m in mistakes]
-)
-def test_common_mistake_fails_its_own_check_only(exercise, mistake):
-    """Each mistake fails its exercise's check for every seed; the other checks still pass."""
-    source = MISTAKES[exercise][mistake]
-    assignment = assignment_of(exercise)
-    namespace = solution_namespace(assignment)  # correct solutions ...
-    exec(source, namespace)  # ... with this one exercise replaced by the mistake
-    for seed in SEEDS:
-        with pytest.raises(AssertionError):
-            check(exercise)(namespace[exercise], seed=seed)
-    for other in EXERCISES[assignment]:
-        if other != exercise:
-            check(other)(namespace[other], seed=0)
-
-
-def test_checks_are_randomized():
-    """Different seeds give different sizes, so a hard-coded answer cannot match them all."""
-    architectures = {str(checks.random_architecture(random.Random(seed))) for seed in range(20)}
-    assert len(architectures) == 20
-    assert all(checks.random_architecture(random.Random(s))["input_size"] != 784 for s in range(200))
-
-
-def test_statistical_bounds_separate_right_from_wrong():
-    """Bounds: a correct init fails < 1e-6 of runs; fan_in-only Xavier and std^2-as-std always fail.
-
-    The false-alarm probability per bound is 1e-9 and a grading run tests fewer than 100 bounds. The
-    wrong variances must lie outside twice the tolerance on every random architecture, so that even
-    their own sampling noise (smaller than the tolerance) cannot bring them inside.
-    """
-    assert checks.FALSE_ALARM_PER_BOUND * 100 < 1e-6
-    for seed in range(500):
-        arch = checks.random_architecture(random.Random(seed))
-        sizes = [arch["input_size"], *arch["hidden_sizes"], arch["num_classes"]]
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            below, above = checks.second_moment_tolerance(fan_in * fan_out)
-            assert below < 0.1 and above < 0.1
-            fan_in_only = (1 / fan_in) / (2 / (fan_in + fan_out))
-            assert not 1 - 2 * below <= fan_in_only <= 1 + 2 * above, (fan_in, fan_out)
-    # std^2 used as std: variance std^4 instead of std^2, std <= 0.5 in the checks
-    assert 0.5**2 < 1 - 2 * checks.second_moment_tolerance(18_000)[0]
-
-
-def test_bounds_hold_their_false_alarm_rate():
-    """The Chernoff bounds behind the tolerances are at most 1e-9 at the tolerance, for normal draws."""
-    for n in (18_000, 50_000, 200_000):
-        below, above = checks.second_moment_tolerance(n)
-        assert math.exp(-n / 2 * (above - math.log1p(above))) <= 1.0001e-9
-        assert math.exp(-n / 2 * (-below - math.log1p(-below))) <= 1.0001e-9
+def test_tampering_in_the_students_process_changes_no_verdict(tmp_path):
+    """A wrong Adam that patches torch, the probe and the oracle in its own process still fails its property."""
+    challenge = make_challenge("optimization", 5)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "challenge.json").write_text(json.dumps(challenge))
+    wrong_adam = MISTAKES["adam"]["no bias correction"][0]
+    script = "\n".join([
+        "import math, torch", "from torch import nn", "from course_lib.optim import OptimizerTemplate",
+        wrong_adam,
+        "torch.allclose = lambda *a, **k: True", "torch.optim.Adam = Adam",
+        "torch.Tensor.tolist = lambda self: [0.0]", "import grading.verdicts as v",
+        "v.judge = v.judge_exercise = lambda *a, **k: 'full marks'",
+        "from grading.probe import record", "record('adam', Adam)",
+    ])
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+           "COURSE_GRADING_CHALLENGE": str(tmp_path / "challenge.json"),
+           "COURSE_GRADING_RESULTS": str(tmp_path / "results")}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    verdict = judge_exercise("optimization", "adam", challenge, tmp_path / "results")
+    failed = {p.name for p in verdict.properties if not p.passed}
+    assert failed == {"bias correction with each parameter's own step count"}, failed
 
 
 def test_pytorch_oracle_matches_the_course_formulas():
@@ -441,7 +246,8 @@ def test_pytorch_oracle_matches_the_course_formulas():
     p_adam = torch.nn.Parameter(torch.zeros(5, dtype=torch.float64))
     sgd = torch.optim.SGD([p_sgd], lr=lr * (1 - beta), momentum=beta)
     adam = torch.optim.Adam([p_adam], lr=lr, betas=(b1, b2), eps=eps)
-    w_mom, m, w_adam, m1, v1 = torch.zeros(5, dtype=torch.float64), 0, torch.zeros(5, dtype=torch.float64), 0, 0
+    w_mom, m = torch.zeros(5, dtype=torch.float64), 0
+    w_adam, m1, v1 = torch.zeros(5, dtype=torch.float64), 0, 0
     for t, g in enumerate(grads, start=1):
         p_sgd.grad, p_adam.grad = g.clone(), g.clone()
         sgd.step()
@@ -452,36 +258,3 @@ def test_pytorch_oracle_matches_the_course_formulas():
         w_adam = w_adam - lr * (m1 / (1 - b1**t)) / ((v1 / (1 - b2**t)).sqrt() + eps)
         assert (p_sgd.detach() - w_mom).abs().max() < 1e-12
         assert (p_adam.detach() - w_adam).abs().max() < 1e-12
-
-
-TAMPERING = {
-    "allclose replaced after the import": "import grading.checks\ntorch.allclose = lambda *a, **k: True",
-    "allclose replaced before the import": "torch.allclose = lambda *a, **k: True\nimport grading.checks",
-    "oracle replaced after the import": "import grading.checks\ntorch.optim.Adam = Adam",
-    "oracle replaced before the import": "torch.optim.Adam = Adam\nimport grading.checks",
-    "tolist replaced": "torch.Tensor.tolist = lambda self: [0.0]\nimport grading.checks",
-}
-
-
-@pytest.mark.parametrize("tampering", sorted(TAMPERING))
-def test_monkeypatching_torch_does_not_pass_a_wrong_adam(tampering):
-    """A notebook that patches torch to pass gets an AssertionError, not the points."""
-    wrong_adam = MISTAKES["Adam"]["no bias correction"]
-    script = "\n".join([
-        "import math, torch", "from torch import nn", "from course_lib.optim import OptimizerTemplate",
-        wrong_adam, TAMPERING[tampering],
-        "try:", "    grading.checks.check_adam(Adam, seed=1)", "except AssertionError as error:",
-        "    print('FAILED:', error)", "else:", "    print('PASSED')",
-    ])
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("FAILED:"), done.stdout
-    if "allclose" not in tampering:
-        assert "replaced" in done.stdout
-
-
-def test_checks_use_no_course_lib_function():
-    """grading/checks.py imports nothing from course_lib (it reads models.py from disk instead)."""
-    source = (ROOT / "grading" / "checks.py").read_text()
-    assert "import course_lib" not in source and "from course_lib" not in source
-    assert "spec_from_file_location" in source

@@ -17,9 +17,10 @@ nbgrader (unconfined) starts the kernel through a kernelspec whose argv is
 4. sends the kernel's stdin/stdout/stderr to /dev/null (the grader's control channel stays its own),
    closes every other descriptor but the payload memfd, and execs bwrap.
 
-Inside: a user namespace (uid 1000, an unprivileged uid outside), no network, own PID/IPC/UTS/cgroup
-namespaces, read-only system, Python, course_lib and data; ``/proc/sys`` read-only; sized tmpfs for
-``/tmp`` (working folder ``/tmp/work``), ``/dev`` and ``/dev/shm``; the rest of the root read-only;
+Inside: a user namespace (uid 1000, an unprivileged uid outside; no nested user namespaces), no network,
+own PID/IPC/UTS/cgroup namespaces, read-only system, Python, course_lib and data; ``/proc/sys``
+read-only; sized tmpfs for ``/tmp`` (working folder ``/tmp/work``), ``/dev`` and ``/dev/shm``; the rest
+of the root read-only;
 the runtime folder at ``/run/kernel`` (not its host path); ``/grading/challenge.json`` (a read-only
 copy) and ``/grading/results``. The kernel starts from ``grading.kernel_bootstrap``, read from the
 memfd, so neither it nor the preloaded modules are files in the sandbox.
@@ -392,7 +393,8 @@ def bwrap_command(settings: SandboxSettings, binds: dict[str, str], files: dict[
                   env: dict[str, str], fd: int, ro_files: Optional[dict[str, int]] = None) -> list[str]:
     """bwrap's argv. ``binds``: inside path -> host path ('rw:' prefix: writable); ``files``: inside path
     -> fd copied to a writable file; ``ro_files``: inside path -> fd copied to a read-only file."""
-    args = ["bwrap", "--unshare-user", "--uid", str(INNER_UID), "--gid", str(INNER_UID), "--unshare-net",
+    args = ["bwrap", "--unshare-user", "--disable-userns", "--uid", str(INNER_UID), "--gid", str(INNER_UID),
+            "--unshare-net",
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent",
             "--new-session", "--hostname", "sandbox", "--clearenv", "--proc", "/proc"]
     args += _dev_args(settings)

@@ -300,6 +300,9 @@ def test_proc_sys_read_only(shared):
                      "except OSError as e:\n    print('refused', e.errno)")
     assert out.startswith("refused") and "WROTE" not in out
     assert Path("/proc/sys/kernel/core_pattern").read_text() == before
+    nested = shared.run("import subprocess, sys\nsubprocess.run([sys.executable, '-c', 'import ctypes; "
+                        "print(\"unshare\", ctypes.CDLL(None).unshare(0x10000000))'])")  # CLONE_NEWUSER
+    assert "unshare -1" in nested  # no nested user namespace, hence no capabilities to mount or tune anything
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .plotting import plot_trajectories
+from .plotting import new_figure, plot_trajectories
 from .surfaces import LossSurface, pathological_curve_loss, steep_optima_loss, train_curve
 
 OPTIMIZER_NAMES = ("SGD", "SGD momentum", "Adam")
@@ -85,7 +85,7 @@ def surface_trajectories(surface_key: str, settings: Settings) -> Dict[str, np.n
 
 def explorer_figure(settings: Settings = Settings()) -> Figure:
     """Trajectories of the three optimizers on both surfaces, side by side, for one setting."""
-    fig = Figure(figsize=(12, 4.6))
+    fig = new_figure((12, 4.6))
     axes = fig.subplots(1, len(SURFACES))
     for ax, (key, surface) in zip(axes, SURFACES.items()):
         paths = surface_trajectories(key, settings)

@@ -1,10 +1,15 @@
 """Plots for the course. Every function draws on the ``ax``/``axes`` it is given, or on a new
 figure that pyplot does not track (so nothing is left open), and returns the figure or axes.
 No function calls ``plt.show()`` or changes global style; in a notebook, display what is returned.
+
+New figures are ``CourseFigure``s: they carry their own ``_repr_png_``, so Jupyter, Colab and the
+book's build show them as images whatever matplotlib backend the kernel runs (an untracked figure
+otherwise has no display formatter unless pyplot's inline backend happens to be active).
 """
 
 from __future__ import annotations
 
+import io
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -18,11 +23,27 @@ from .probes import layer_activations, layer_gradients, layer_weights
 from .surfaces import LossSurface
 
 KDE_MAX_POINTS = 20_000  # the KDE line is fitted on a fixed subsample: fast on 400k weights
+PNG_DPI = 100
+
+
+class CourseFigure(Figure):
+    """A matplotlib Figure that displays itself as a PNG image in IPython (Jupyter, Colab, myst-nb)."""
+
+    def _repr_png_(self) -> bytes:
+        """The figure as PNG bytes, cropped to what was drawn (suptitles included)."""
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=PNG_DPI, bbox_inches="tight")
+        return buffer.getvalue()
+
+
+def new_figure(figsize: Tuple[float, float] = (6, 4), **kwargs) -> CourseFigure:
+    """A new figure that pyplot does not track and that notebooks show as an image."""
+    return CourseFigure(figsize=figsize, **kwargs)
 
 
 def _new_axes(ncols: int, figsize: Tuple[float, float], **subplot_kw) -> Tuple[Figure, np.ndarray]:
     """A new untracked figure with one row of ``ncols`` axes."""
-    fig = Figure(figsize=figsize)
+    fig = new_figure(figsize)
     axes = fig.subplots(1, ncols, squeeze=False, subplot_kw=subplot_kw or None)[0]
     return fig, axes
 
@@ -43,8 +64,12 @@ def plot_dists(
     stat: str = "count",
     use_kde: bool = True,
     axes: Optional[Sequence[Axes]] = None,
+    titles: Optional[Mapping[str, str]] = None,
 ) -> Figure:
-    """Histogram (50 bins, optional KDE line) of each array in ``values``, one panel per key."""
+    """Histogram (50 bins, optional KDE line) of each array in ``values``, one panel per key.
+
+    Each panel is titled ``titles[key]``, or the key itself.
+    """
     keys = list(values)
     if axes is None:
         fig, axes = _new_axes(len(keys), (len(keys) * 3, 2.5))
@@ -60,17 +85,31 @@ def plot_dists(
             density = _kde_line(flat, grid)
             scale = flat.size * spread / 50 if stat == "count" else 1.0
             ax.plot(grid, density * scale, color=color)
-        shape = rf" ({array.shape[1]} $\to$ {array.shape[0]})" if array.ndim == 2 and "Layer" in key else ""
-        ax.set_title(f"{key}{shape}", fontsize=10)
+        ax.set_title((titles or {}).get(key, key), fontsize=10)
         if xlabel is not None:
             ax.set_xlabel(xlabel)
+        if ax is not axes[0]:
+            ax.set_ylabel("")
     fig.subplots_adjust(wspace=0.4)
     return fig
 
 
-def plot_weight_distribution(model: torch.nn.Module, color: str = "C0", axes: Optional[Sequence[Axes]] = None) -> Figure:
+def weight_titles(values: Mapping[str, np.ndarray]) -> Dict[str, str]:
+    """Panel titles for weight-shaped arrays [fan_out, fan_in]: "Layer i (fan_in -> fan_out)"."""
+    return {key: rf"{key} ({a.shape[1]} $\to$ {a.shape[0]})" for key, a in values.items() if np.ndim(a) == 2}
+
+
+def activation_titles(values: Mapping[str, np.ndarray]) -> Dict[str, str]:
+    """Panel titles for activations [batch, units]: "Layer i (units outputs)"."""
+    return {key: f"{key} ({np.shape(a)[-1]} outputs)" for key, a in values.items()}
+
+
+def plot_weight_distribution(
+    model: torch.nn.Module, color: str = "C0", axes: Optional[Sequence[Axes]] = None
+) -> Figure:
     """Histograms of each linear layer's weights."""
-    fig = plot_dists(layer_weights(model), color=color, xlabel="Weight vals", axes=axes)
+    weights = layer_weights(model)
+    fig = plot_dists(weights, color=color, xlabel="weight", axes=axes, titles=weight_titles(weights))
     fig.suptitle("Weight distribution", fontsize=14, y=1.05)
     return fig
 
@@ -82,8 +121,9 @@ def plot_gradient_distribution(
     color: str = "C0",
     axes: Optional[Sequence[Axes]] = None,
 ) -> Figure:
-    """Histograms of each linear layer's weight gradients on one batch."""
-    fig = plot_dists(layer_gradients(model, images, labels), color=color, xlabel="Grad magnitude", axes=axes)
+    """Histograms of each linear layer's weight gradients on one batch (signed values)."""
+    gradients = layer_gradients(model, images, labels)
+    fig = plot_dists(gradients, color=color, xlabel="gradient (signed)", axes=axes, titles=weight_titles(gradients))
     fig.suptitle("Gradient distribution", fontsize=14, y=1.05)
     return fig
 
@@ -92,7 +132,9 @@ def plot_activation_distribution(
     model: torch.nn.Module, images: torch.Tensor, color: str = "C0", axes: Optional[Sequence[Axes]] = None
 ) -> Figure:
     """Histograms of each linear layer's outputs on one batch."""
-    fig = plot_dists(layer_activations(model, images), color=color, stat="density", xlabel="Activation vals", axes=axes)
+    activations = layer_activations(model, images)
+    fig = plot_dists(activations, color=color, stat="density", xlabel="layer output", axes=axes,
+                     titles=activation_titles(activations))
     fig.suptitle("Activation distribution", fontsize=14, y=1.05)
     return fig
 
@@ -120,7 +162,7 @@ def plot_surface(
 ) -> Axes:
     """Draw a loss surface over (w1, w2), as a 3D surface or a 2D heat map; return the axes."""
     if ax is None:
-        fig = Figure(figsize=(6, 4.5))
+        fig = new_figure((6, 4.5))
         ax = fig.add_subplot(projection="3d" if plot_3d else None)
     w1, w2, z = surface_grid(loss, x_range, y_range)
     if plot_3d:
@@ -153,9 +195,13 @@ def plot_trajectories(
         y_range = (low - pad, high + pad)
     ax = plot_surface(loss, x_range=x_range, y_range=y_range, plot_3d=False, title=title, ax=ax)
     colors = ["red", "blue", "grey", "orange", "magenta", "cyan"]
+    markers = ["o", "s", "^", "D", "v", "P"]
+    count = len(trajectories)
     for rank, (name, path) in enumerate(trajectories.items()):
-        ax.plot(path[:, 0], path[:, 1], color=colors[rank % len(colors)], marker="o",
-                markersize=3, zorder=len(trajectories) - rank, label=name, alpha=0.7)
+        # later paths are drawn thinner and on top, so a path that follows an earlier one stays visible
+        ax.plot(path[:, 0], path[:, 1], color=colors[rank % len(colors)], marker=markers[rank % len(markers)],
+                markersize=3 + 2 * (count - 1 - rank), linewidth=1 + (count - 1 - rank),
+                markeredgecolor="black", markeredgewidth=0.3, zorder=2 + rank, label=name, alpha=0.8)
     ax.set_xlim(*x_range)
     ax.set_ylim(*y_range)
     ax.legend()
@@ -165,7 +211,7 @@ def plot_trajectories(
 def plot_training_curves(results: Mapping[str, Dict], ax: Optional[Axes] = None) -> Axes:
     """Validation (solid) and training (dashed) accuracy per epoch for each named results dict."""
     if ax is None:
-        ax = Figure(figsize=(6, 4)).add_subplot()
+        ax = new_figure((6, 4)).add_subplot()
     for rank, (name, res) in enumerate(results.items()):
         color = f"C{rank}"
         epochs = np.arange(1, len(res["val_scores"]) + 1)
@@ -178,3 +224,49 @@ def plot_training_curves(results: Mapping[str, Dict], ax: Optional[Axes] = None)
     ax.set_title("Validation (solid) and training (dashed) accuracy")
     ax.legend()
     return ax
+
+
+def plot_variances_by_depth(
+    variances_by_run: Mapping[str, Mapping[str, Mapping[str, float]]], axes: Optional[Sequence[Axes]] = None
+) -> Figure:
+    """Activation and gradient variance per layer (log scale), one line per run.
+
+    ``variances_by_run[run]["activations"|"gradients"]`` maps "Layer i" to a variance.
+    """
+    kinds = ("activations", "gradients")
+    if axes is None:
+        fig, axes = _new_axes(2, (11, 3.8))
+    else:
+        fig = axes[0].figure
+    markers = ["o", "s", "^", "D", "v", "P", "X"]
+    for ax, kind in zip(axes, kinds):
+        for rank, (run, by_kind) in enumerate(variances_by_run.items()):
+            if kind not in by_kind:
+                continue
+            layers = list(by_kind[kind])
+            ax.plot(range(len(layers)), [by_kind[kind][layer] for layer in layers], marker=markers[rank % len(markers)],
+                    color=f"C{rank}", label=run)
+            ax.set_xticks(range(len(layers)), layers)
+        ax.set_yscale("log")
+        ax.set_xlabel("linear layer (input on the left)")
+        ax.set_ylabel("variance")
+        ax.set_title("Layer outputs" if kind == "activations" else "Weight gradients")
+        ax.grid(alpha=0.3, which="both")
+    handles, names = axes[0].get_legend_handles_labels()  # the outputs panel has every run
+    axes[-1].legend(handles, names, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=9)
+    fig.subplots_adjust(wspace=0.3)
+    return fig
+
+
+def plot_image_grid(
+    images: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str], ncols: int = 8, nrows: int = 2
+) -> Figure:
+    """The first ``nrows * ncols`` images (flattened 28x28 or [N, 28, 28]) in a grid, titled by class."""
+    fig = new_figure((1.3 * ncols, 1.5 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    pictures = images[: nrows * ncols].detach().cpu().reshape(-1, 28, 28).numpy()
+    for ax, picture, label in zip(axes.flat, pictures, labels[: nrows * ncols].tolist()):
+        ax.imshow(picture, cmap="gray_r")
+        ax.set_title(class_names[label], fontsize=8)
+        ax.axis("off")
+    return fig

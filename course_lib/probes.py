@@ -1,6 +1,6 @@
 """Per-layer weights, gradients and activations of a BaseNetwork, keyed "Layer i".
 
-``i`` is the index of the linear layer in ``model.layers`` (0, 2, 4, ...), as in the seed tutorial.
+``i`` is the index of the linear layer in ``model.layers`` (0, 2, 4, ...), as in Lippe's tutorial (2022).
 Values come back as NumPy arrays on the CPU in the layer's own shape: weights and gradients
 [fan_out, fan_in], activations [batch, fan_out].
 """
@@ -67,12 +67,14 @@ def variances(values: Dict[str, np.ndarray]) -> Dict[str, float]:
     return {key: float(np.var(value.astype(np.float64))) for key, value in values.items()}
 
 
-def format_variances(values: Dict[str, np.ndarray], reference: Dict[str, float] | None = None) -> str:
-    """Return one line per layer with its variance, beside a reference value when given."""
+def format_variances(
+    values: Dict[str, np.ndarray], reference: Dict[str, float] | None = None, reference_label: str = "seed tutorial"
+) -> str:
+    """Return one line per layer with its variance, beside a reference value (named ``reference_label``)."""
     lines = []
     for key, var in variances(values).items():
         line = f"{key} - Variance: {var:.4g}"
         if reference is not None and key in reference:
-            line += f"   (seed tutorial: {reference[key]:.4g})"
+            line += f"   ({reference_label}: {reference[key]:.4g})"
         lines.append(line)
     return "\n".join(lines)

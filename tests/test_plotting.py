@@ -1,4 +1,7 @@
-"""Plot helpers: Agg backend, they draw on given axes or a new figure, return it, and leave nothing open."""
+"""Plot helpers: Agg backend, they draw on given axes or a new figure, return it, and leave nothing open.
+
+New figures are CourseFigures, which display themselves as PNG images in any IPython kernel.
+"""
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -26,14 +29,71 @@ def test_backend_is_agg():
     assert matplotlib.get_backend().lower() == "agg"
 
 
-def test_plot_dists_one_panel_per_layer_with_shapes_in_titles():
-    """One histogram panel per key, titled with the layer's fan-in -> fan-out."""
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_dists_one_panel_per_key_with_the_given_titles():
+    """One histogram panel per key, titled by ``titles`` (or the key); weight titles read fan-in -> fan-out."""
     values = {"Layer 0": np.random.default_rng(0).normal(size=(8, 5)), "Layer 2": np.zeros((3, 8))}
-    fig = plot = plotting.plot_dists(values, xlabel="w")
+    fig = plotting.plot_dists(values, xlabel="w", titles=plotting.weight_titles(values))
     assert isinstance(fig, Figure) and len(fig.axes) == 2
-    assert fig.axes[0].get_title() == r"Layer 0 (5 $\to$ 8)"
-    assert len(plot.axes[0].patches) == 50  # 50 bins
+    assert fig.axes[0].get_title() == r"Layer 0 (5 $\to$ 8)"  # a weight [fan_out, fan_in] = [8, 5]
+    assert fig.axes[1].get_title() == r"Layer 2 (8 $\to$ 3)"
+    assert len(fig.axes[0].patches) == 50  # 50 bins
     assert len(fig.axes[0].lines) == 1 and len(fig.axes[1].lines) == 0  # KDE only where there is spread
+    assert plotting.plot_dists(values).axes[0].get_title() == "Layer 0"
+
+
+def test_distribution_titles_and_labels_match_what_is_plotted(fashion_batch):
+    """Weights and gradients: "(fan_in -> fan_out)"; activations: the layer's outputs, never the batch size."""
+    images, labels = fashion_batch
+    net = BaseNetwork("relu")
+    expected = [r"Layer 0 (784 $\to$ 512)", r"Layer 2 (512 $\to$ 256)", r"Layer 4 (256 $\to$ 256)",
+                r"Layer 6 (256 $\to$ 128)", r"Layer 8 (128 $\to$ 10)"]
+    weights = plotting.plot_weight_distribution(net)
+    gradients = plotting.plot_gradient_distribution(net, images[:64], labels[:64])
+    activations = plotting.plot_activation_distribution(net, images[:64])
+    assert [ax.get_title() for ax in weights.axes] == expected
+    assert [ax.get_title() for ax in gradients.axes] == expected
+    assert [ax.get_title() for ax in activations.axes] == [
+        f"Layer {i} ({n} outputs)" for i, n in zip((0, 2, 4, 6, 8), (512, 256, 256, 128, 10))]
+    assert all("64" not in ax.get_title() for ax in activations.axes), "the batch size is not a layer size"
+    assert gradients.axes[0].get_xlabel() == "gradient (signed)"  # gradients have both signs
+    assert min(p.get_x() for p in gradients.axes[0].patches) < 0 < max(p.get_x() for p in gradients.axes[0].patches)
+
+
+def test_every_new_figure_displays_as_a_png_image(fashion_batch):
+    """Every helper's new figure carries its own _repr_png_ (no pyplot, no inline backend needed)."""
+    images, labels = fashion_batch
+    net = BaseNetwork("relu")
+    paths = {"SGD": train_curve(lambda p: torch.optim.SGD(p, lr=1.0), num_updates=5)}
+    results = {"SGD": {"val_scores": [0.8, 0.85], "train_scores": [0.82, 0.9], "test_acc": 0.8909}}
+    figures = [
+        plotting.new_figure(),
+        plotting.plot_weight_distribution(net),
+        plotting.plot_gradient_distribution(net, images[:64], labels[:64]),
+        plotting.plot_activation_distribution(net, images[:64]),
+        plotting.plot_surface(pathological_curve_loss).figure,
+        plotting.plot_surface(steep_optima_loss, plot_3d=True).figure,
+        plotting.plot_trajectories(paths, pathological_curve_loss).figure,
+        plotting.plot_training_curves(results).figure,
+        plotting.plot_variances_by_depth({"a": {"activations": {"Layer 0": 1.0, "Layer 2": 0.1}}}),
+        plotting.plot_image_grid(images, labels, [str(i) for i in range(10)], ncols=4, nrows=1),
+    ]
+    for fig in figures:
+        assert isinstance(fig, plotting.CourseFigure)
+        png = fig._repr_png_()
+        assert png.startswith(PNG_SIGNATURE) and len(png) > 1000
+
+
+def test_ipython_formats_a_course_figure_as_png():
+    """IPython's display formatter (what Jupyter, Colab and myst-nb call) produces image/png for it."""
+    from IPython.core.formatters import DisplayFormatter
+
+    fig = plotting.new_figure()
+    fig.add_subplot().plot([0, 1], [1, 0])
+    data, _ = DisplayFormatter().format(fig)
+    assert data["image/png"].startswith(PNG_SIGNATURE)
 
 
 def test_kde_line_integrates_to_the_histogram_area():
@@ -69,16 +129,38 @@ def test_surface_2d_and_3d():
 
 
 def test_trajectories_drawn_over_the_surface():
-    """Each optimizer's path is one labelled line on the given axes."""
+    """Each optimizer's path is one labelled line; later paths lie on top, thinner, with their own marker."""
     paths = {
         "SGD": train_curve(lambda p: torch.optim.SGD(p, lr=1.0), num_updates=20),
         "Adam": train_curve(lambda p: torch.optim.Adam(p, lr=0.5), num_updates=20),
+        "Adam again": train_curve(lambda p: torch.optim.Adam(p, lr=0.5), num_updates=20),
     }
     fig = Figure()
     ax = fig.add_subplot()
     assert plotting.plot_trajectories(paths, pathological_curve_loss, ax=ax) is ax
-    assert [line.get_label() for line in ax.lines] == ["SGD", "Adam"]
+    assert [line.get_label() for line in ax.lines] == ["SGD", "Adam", "Adam again"]
     np.testing.assert_allclose(ax.lines[0].get_xdata(), paths["SGD"][:, 0])
+    zorders = [line.get_zorder() for line in ax.lines]
+    widths = [line.get_linewidth() for line in ax.lines]
+    assert zorders == sorted(zorders) and len(set(zorders)) == 3, "a later path must be drawn over an earlier one"
+    assert widths == sorted(widths, reverse=True) and len(set(widths)) == 3, "a path on top must not hide one below"
+    assert len({line.get_marker() for line in ax.lines}) == 3
+
+
+def test_variances_by_depth_is_log_scale_with_every_run_in_the_legend():
+    """One line per run and panel (outputs, gradients), log y axis, the legend naming every run."""
+    measured = {
+        "std 0.01": {"activations": {"Layer 0": 0.08, "Layer 2": 4e-3, "Layer 4": 1e-4}},
+        "Kaiming": {"gradients": {"Layer 0": 3e-5, "Layer 2": 5e-5, "Layer 4": 7e-5},
+                    "activations": {"Layer 0": 1.0, "Layer 2": 1.0, "Layer 4": 0.9}},
+    }
+    fig = plotting.plot_variances_by_depth(measured)
+    outputs, gradients = fig.axes[:2]
+    assert outputs.get_yscale() == gradients.get_yscale() == "log"
+    assert [line.get_label() for line in outputs.lines] == ["std 0.01", "Kaiming"]
+    assert [line.get_label() for line in gradients.lines] == ["Kaiming"]
+    assert [t.get_text() for t in gradients.get_legend().get_texts()] == ["std 0.01", "Kaiming"]
+    np.testing.assert_allclose(outputs.lines[0].get_ydata(), [0.08, 4e-3, 1e-4])
 
 
 def test_training_curves_label_test_accuracy():

@@ -1,14 +1,15 @@
 """Sphinx extension: ``{colab-badge}`` directive, an "Open in Colab" badge for a notebook of the repository.
 
-The badge URL is built from the one repository setting of ``_config.yml`` (Jupyter Book passes
-``repository.url``, ``branch`` and ``path_to_book`` to the theme as ``repository_url``,
-``repository_branch`` and ``path_to_docs``). The build warns (an error under ``-W``) when the
-notebook does not exist, or when a notebook under ``book/exercises/`` has no badge anywhere.
+The badge URL is ``grading.course.colab_url``: built from the one repository setting of ``_config.yml``
+(``repository.url``, ``branch`` and ``path_to_book``), the same function that writes the badges of the
+student notebooks. The build warns (an error under ``-W``) when the notebook does not exist, or when a
+notebook under ``book/exercises/`` has no badge anywhere.
 """
 
 from __future__ import annotations
 
 import posixpath
+import sys
 from pathlib import Path
 from typing import Dict, List
 
@@ -17,19 +18,16 @@ from sphinx.application import Sphinx
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:  # the repository's grading package, also when PYTHONPATH is not set
+    sys.path.insert(0, str(REPO_ROOT))
+
+from grading.course import COLAB_BASE, colab_url, repository  # noqa: E402
+
 logger = logging.getLogger(__name__)
 
 BADGE_IMAGE = "/book/_static/colab-badge.svg"  # "/" = relative to the book root
 EXERCISES_DIR = "book/exercises"
-
-
-def colab_url(theme_options: Dict[str, str], colab_base: str, notebook: str) -> str:
-    """Colab URL of ``notebook`` (a path relative to the book root) in the configured repository."""
-    repo = theme_options["repository_url"].rstrip("/")
-    owner_repo = repo.split("github.com/", 1)[1]
-    branch = theme_options.get("repository_branch", "main")
-    path = posixpath.normpath(posixpath.join(theme_options.get("path_to_docs", "."), notebook))
-    return f"{colab_base.rstrip('/')}/github/{owner_repo}/blob/{branch}/{path}"
 
 
 class ColabBadge(SphinxDirective):
@@ -42,8 +40,8 @@ class ColabBadge(SphinxDirective):
         if not (Path(self.env.srcdir) / notebook).is_file():
             logger.warning("colab-badge: notebook %s does not exist", notebook, location=self.get_location())
         options = self.config.html_theme_options
-        colab_base = options.get("launch_buttons", {}).get("colab_url", "https://colab.research.google.com")
-        url = colab_url(options, colab_base, notebook)
+        colab_base = options.get("launch_buttons", {}).get("colab_url", COLAB_BASE)
+        url = colab_url(notebook, repository(Path(self.env.srcdir) / "_config.yml"), colab_base)
         if not hasattr(self.env, "colab_badges"):
             self.env.colab_badges = {}
         self.env.colab_badges.setdefault(self.env.docname, set()).add(notebook)

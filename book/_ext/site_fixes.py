@@ -32,7 +32,8 @@ def deduplicate_scripts(app: Sphinx, pagename: str, templatename: str, context: 
     for script in context.get("script_files", []):
         # same file and attributes (an inline script's text is its "body" attribute), any priority
         attributes = getattr(script, "attributes", {}) or {}
-        key = (str(getattr(script, "filename", script) or ""), tuple(sorted((k, str(v)) for k, v in attributes.items())))
+        key = (str(getattr(script, "filename", script) or ""),
+               tuple(sorted((k, str(v)) for k, v in attributes.items())))
         if key not in seen:
             seen.add(key)
             unique.append(script)

@@ -128,6 +128,9 @@ def _run_all(obj: Any, spec: Dict[str, Any], seed: int) -> Tuple[Dict[str, torch
                 out = probe(obj, run)
             for name, t in out.items():
                 tensors[f"{run_name}/{name}"] = t.detach().cpu().contiguous().clone()
+        except KeyboardInterrupt:  # the cell's time limit: keep what the finished runs recorded
+            errors[run_name] = "KeyboardInterrupt: stopped (time limit?)"
+            break
         except BaseException as error:  # noqa: B036 - the student's code may raise anything, even SystemExit
             errors[run_name] = error_text(error)
         finally:

@@ -724,6 +724,26 @@ def test_probe_never_raises_prints_nothing_and_keeps_the_random_state(tmp_path, 
     assert verdict.fraction == 0.0 and "SystemExit: 3" in verdict.note
 
 
+def test_an_interrupt_keeps_the_finished_runs(tmp_path):
+    """The cell's time limit (KeyboardInterrupt) stops the probe, which still writes what it recorded."""
+    challenge = make_challenge("optimization", 4)
+    namespace = solution_namespace("optimization")
+    calls = []
+
+    def adam(params, lr, **kwargs):
+        calls.append(kwargs)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return namespace["Adam"](params, lr, **kwargs)
+
+    with grading_env(tmp_path, challenge) as results:
+        probe.record("adam", adam)
+    verdict = judge_exercise("optimization", "adam", challenge, results)
+    assert len(calls) == 3 and "KeyboardInterrupt" in verdict.note
+    by_name = {p.name: p.passed for p in verdict.properties}
+    assert by_name[DIRECTION] and by_name[AVERAGES] and by_name[BIAS] and not by_name[EPS]
+
+
 # --- The challenge and the oracle ---------------------------------------------------------------------------
 
 

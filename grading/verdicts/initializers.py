@@ -298,7 +298,7 @@ def judge(exercise: str, spec: dict, results: Results) -> Tuple[List[PropertyVer
             first_mistakes = {"2/fan_in": (lambda ly: 2 / ly.fan_in, "it matches 2/fan_in: the first layer's input is "
                                            "the image, not a ReLU output; find the first layer by its position, "
                                            "not its size")}
-            first_mistakes.update({k: v for k, v in FAN_MISTAKES.items() if k != "2/fan_in"})
+            first_mistakes.update({k: v for k, v in FAN_MISTAKES.items() if k not in ("2/fan_in", "1/fan_in")})
             later_mistakes = {k: v for k, v in FAN_MISTAKES.items() if k != "2/fan_in"}
             later_mistakes["1/fan_in"] = (lambda ly: 1 / ly.fan_in, "it matches 1/fan_in: the factor 2 that makes up "
                                           "for the ReLU is missing")

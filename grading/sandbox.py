@@ -487,70 +487,82 @@ def _close_fds(keep: list[int]) -> None:
         os.set_inheritable(fd, True)
 
 
+def _exec_unconfined(settings: SandboxSettings, connection_file: str, io_dir: Optional[str], status: dict) -> None:
+    """``enabled=False``: the kernel runs as the launcher's user, in a scratch folder, IO at host paths."""
+    workdir = Path(os.environ.get("GRADING_SCRATCH") or Path(connection_file).parent / "work")
+    workdir.mkdir(parents=True, exist_ok=True)
+    for item in _workdir_files():
+        shutil.copy(item, workdir / item.name)
+    if io_dir:
+        os.environ.update(COURSE_GRADING_CHALLENGE=str(Path(io_dir, "challenge.json")),
+                          COURSE_GRADING_RESULTS=str(Path(io_dir, "results")))
+    os.environ.update(settings.env)
+    fd = _memfd("kernel", kernel_bootstrap.payload(settings.preload_modules, None, connection_file))
+    status_file(io_dir, connection_file).write_text(json.dumps(status))
+    os.chdir(workdir)
+    _set_limits(settings, nproc=False)
+    _redirect_stdio(settings.log_file)
+    _close_fds([fd])
+    os.execv(sys.executable, [sys.executable, "-c", kernel_bootstrap.STUB, str(fd)])
+
+
+def _data_copies(settings: SandboxSettings, status: dict) -> dict[str, int]:
+    """Read-only copies (inside path -> fd) of the data files the sandbox user could not read in place."""
+    hidden = _unreadable_files(settings.data_dir) if settings.data_dir else []
+    if hidden:
+        status["warnings"].append(f"WARNING: {len(hidden)} data files not readable by other users were copied "
+                                  f"into the sandbox's memory; run chmod -R a+rX {settings.data_dir}")
+    return {f"/data/{path.relative_to(settings.data_dir)}": os.open(path, os.O_RDONLY) for path in hidden}
+
+
+def _plan_binds(writable: list[tuple[str, str]], readonly: list[tuple[str, str]], gid: int, marker: dict,
+                settings: SandboxSettings, status: dict) -> dict[str, str]:
+    """As root: shared tmpfs on the writable folders, staging of unreachable paths; inside -> host path."""
+    for _, host in writable:
+        _shared_tmpfs(host, settings.shared_mb, gid, marker)
+    status["shared"] = [os.path.realpath(host) for _, host in writable]
+    staged_ro = [(inside, host) for inside, host in readonly if not _reachable(host)]
+    sources = [(host, True) for _, host in writable] + [(host, False) for _, host in staged_ro]
+    staged = iter(_private_stage(sources))
+    binds = {inside: "rw:" + next(staged) for inside, _ in writable}
+    binds.update({inside: next(staged) for inside, _ in staged_ro})
+    binds.update({inside: host for inside, host in readonly if inside not in binds})
+    return binds
+
+
 def launch(settings: SandboxSettings, connection_file: str, io_dir: Optional[str]) -> None:
     """Set everything up and exec the sandboxed kernel (never returns)."""
     connection_file = os.path.abspath(connection_file)
     runtime_dir = os.path.dirname(connection_file)
     info = json.loads(Path(connection_file).read_text())
     status: dict = {"cgroup": None, "uid": os.getuid(), "warnings": []}
-    results = Path(io_dir, "results") if io_dir else None
-    if results:
-        results.mkdir(exist_ok=True)
+    if io_dir:
+        Path(io_dir, "results").mkdir(exist_ok=True)
     if not settings.enabled:
-        workdir = Path(os.environ.get("GRADING_SCRATCH") or Path(runtime_dir) / "work")
-        workdir.mkdir(parents=True, exist_ok=True)
-        for item in _workdir_files():
-            shutil.copy(item, workdir / item.name)
-        if io_dir:
-            os.environ.update(COURSE_GRADING_CHALLENGE=str(Path(io_dir, "challenge.json")),
-                              COURSE_GRADING_RESULTS=str(results))
-        os.environ.update(settings.env)
-        fd = _memfd("kernel", kernel_bootstrap.payload(settings.preload_modules, None, connection_file))
-        status_file(io_dir, connection_file).write_text(json.dumps(status))
-        os.chdir(workdir)
-        _set_limits(settings, nproc=False)
-        _redirect_stdio(settings.log_file)
-        _close_fds([fd])
-        os.execv(sys.executable, [sys.executable, "-c", kernel_bootstrap.STUB, str(fd)])
-
+        _exec_unconfined(settings, connection_file, io_dir, status)
     root = os.geteuid() == 0
+    if root and io_dir and os.path.realpath(io_dir).startswith(os.path.realpath(runtime_dir) + os.sep):
+        raise SandboxUnavailable(f"the IO folder {io_dir} must not lie in the runtime folder {runtime_dir}")
     uid, gid = sandbox_ids(settings.user) if root else (os.getuid(), os.getgid())
-    has_cgroup = _enter_cgroup(settings, run_name(io_dir, connection_file), status)
+    name = run_name(io_dir, connection_file)
+    has_cgroup = _enter_cgroup(settings, name, status)
     env = kernel_env(settings)
-    binds: dict[str, str] = {}
-    writable = [(INNER_RUNTIME, runtime_dir)] + ([(f"{INNER_IO}/results", str(results))] if results else [])
+    writable = [(INNER_RUNTIME, runtime_dir)] + ([(f"{INNER_IO}/results", f"{io_dir}/results")] if io_dir else [])
     readonly = [(p, p) for p in dict.fromkeys(settings.readonly_paths) if os.path.exists(p)]
     ro_files: dict[str, int] = {}
     if settings.data_dir and os.path.isdir(settings.data_dir):
         readonly.append(("/data", settings.data_dir))
         env["COURSE_DATA"] = "/data"
-        hidden = _unreadable_files(settings.data_dir) if root else []
-        for path in hidden:  # readable copies in the sandbox's memory (they count in its memory limit)
-            ro_files[f"/data/{path.relative_to(settings.data_dir)}"] = os.open(path, os.O_RDONLY)
-        if hidden:
-            status["warnings"].append(f"WARNING: {len(hidden)} data files not readable by other users were copied "
-                                      f"into the sandbox's memory; run chmod -R a+rX {settings.data_dir}")
+        ro_files.update(_data_copies(settings, status) if root else {})
     if root:
-        if io_dir and os.path.realpath(io_dir).startswith(os.path.realpath(runtime_dir) + os.sep):
-            raise SandboxUnavailable(f"the IO folder {io_dir} must not lie in the runtime folder {runtime_dir}")
-        marker = {"run": run_name(io_dir, connection_file), "cgroup": has_cgroup, "started": time.time()}
-        for _, host in writable:
-            _shared_tmpfs(host, settings.shared_mb, gid, marker)
-        status["shared"] = [os.path.realpath(host) for _, host in writable]
-        staged_ro = [(inside, host) for inside, host in readonly if not _reachable(host)]
-        sources = [(host, True) for _, host in writable] + [(host, False) for _, host in staged_ro]
-        staged = iter(_private_stage(sources))
-        binds.update({inside: "rw:" + next(staged) for inside, _ in writable})
-        binds.update({inside: next(staged) for inside, _ in staged_ro})
-        binds.update({inside: host for inside, host in readonly if inside not in binds})
+        marker = {"run": name, "cgroup": has_cgroup, "started": time.time()}
+        binds = _plan_binds(writable, readonly, gid, marker, settings, status)
     else:
-        status["warnings"].append("launcher not root: runtime and results folders are bound as they are "
-                                  "(no size limit, no noexec)")
-        binds.update({inside: "rw:" + host for inside, host in writable})
+        status["warnings"].append("WARNING: launcher not root: the kernel runs as the grader's user, and the "
+                                  "runtime and results folders are bound as they are (no size limit, no noexec)")
+        binds = {inside: "rw:" + host for inside, host in writable}
         binds.update({inside: host for inside, host in readonly})
-    files: dict[str, int] = {}
-    for item in _workdir_files():
-        files[f"/tmp/work/{item.name}"] = os.open(item, os.O_RDONLY)
+    files = {f"/tmp/work/{item.name}": os.open(item, os.O_RDONLY) for item in _workdir_files()}
     if io_dir:
         challenge = Path(io_dir, "challenge.json")
         if challenge.is_file():

@@ -206,6 +206,7 @@ def _grade_student(batch: _Batch, result: StudentResult, feedback: bool = True) 
     scratch = "/tmp" if os.path.isdir("/tmp") else None
     runtime = Path(tempfile.mkdtemp(prefix="grade-", dir=scratch))
     io = Path(tempfile.mkdtemp(prefix="grade-io-", dir=scratch))
+    io.chmod(0o711)  # the sandbox user may pass through to results/, not list or read the rest
     try:
         (io / "results").mkdir()
         challenge = verdicts.make_challenge(ws.assignment, random.SystemRandom().randrange(2**63))
@@ -224,7 +225,7 @@ def _grade_student(batch: _Batch, result: StudentResult, feedback: bool = True) 
         verdict = judged[exercise.key]
         scores[exercise.test_cell] = round(batch.points[exercise.test_cell] * verdict.fraction, 3)
         result.verdicts[exercise.key] = _verdict_json(verdict)
-    gradebook.record_scores(batch.db_url, ws.assignment, ws.notebook_name(), student, scores)
+    gradebook.record_scores(batch.db_url, ws.assignment, Path(ws.notebook_name()).stem, student, scores)
     result.points = scores
     result.status = "graded"
     if feedback:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -559,6 +560,43 @@ print(json.dumps({'alloc': alloc, 'fill': fill, 'size': size}))
         usage = cgroups.usage(kernel.group())
         assert usage["peak_bytes"] <= 400 * 2**20 and usage["oom_kills"] >= 2
         assert kernel.run("print(6 * 7)").strip() == "42"
+
+
+HOLDER = """
+import os, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from tests.test_sandbox import sandboxed_kernel
+with sandboxed_kernel(Path(sys.argv[1])) as kernel:
+    kernel.run("import subprocess; p = subprocess.Popen(['sleep', '300'])")
+    print('ready', flush=True)
+    time.sleep(300)
+"""
+
+
+@pytest.mark.slow
+@needs_root_bwrap
+@needs_cgroups
+def test_kernel_dies_with_the_process_that_started_it(tmp_path):
+    """Killing the process that started the kernel (a submission past its time) kills the whole sandbox."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path), str(REPO)], stdout=subprocess.PIPE,
+                              text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        name = run_name(str(tmp_path / "io"), None)
+        assert len(cgroups.procs(name)) >= 3  # bwrap, the kernel, its sleeping child
+    finally:
+        holder.kill()
+        holder.wait()
+    for _ in range(100):
+        if not cgroups.procs(name):
+            break
+        time.sleep(0.1)
+    assert cgroups.procs(name) == []
+    shared = read_status(str(tmp_path / "io"))["shared"]
+    assert cleanup(SandboxSettings(), io_dir=str(tmp_path / "io"))
+    assert not set(_shared_mounts()) & set(shared)
+    shutil.rmtree(shared[0])  # the holder's runtime folder
 
 
 @pytest.mark.slow

@@ -151,6 +151,29 @@ class Adam(OptimizerTemplate):
     assert verdict.fraction == 1.0, [(p.name, p.message) for p in verdict.properties]
 
 
+TRIVIAL = {
+    "sgd": "class SGD(OptimizerTemplate):\n    def update_param(self, p):\n        pass\n",
+    "sgd_momentum": "class SGDMomentum(OptimizerTemplate):\n    def __init__(self, params, lr, momentum=0.0):\n"
+                    "        super().__init__(params, lr)\n\n    def update_param(self, p):\n        pass\n",
+    "adam": "class Adam(OptimizerTemplate):\n    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):\n"
+            "        super().__init__(params, lr)\n\n    def update_param(self, p):\n        pass\n",
+    "var_init": "def var_init(model, std=0.01):\n    pass\n",
+    "equal_var_init": "def equal_var_init(model):\n    for p in model.parameters():\n        p.data.zero_()\n",
+    "xavier_init": "def xavier_init(model):\n    for p in model.parameters():\n        p.data.zero_()\n",
+    "kaiming_init": "def kaiming_init(model):\n    for p in model.parameters():\n        p.data.fill_(0.01)\n",
+    "backward_variance_ratio": "def backward_variance_ratio(weight, grad_output):\n    return 1.0\n",
+    "relu_variance_ratio": "def relu_variance_ratio(weight, x):\n    return 0.5\n",
+}
+
+
+@pytest.mark.parametrize("exercise", sorted(TRIVIAL))
+def test_submissions_that_do_nothing_score_zero(tmp_path, exercise):
+    """Doing nothing, zeroing everything or returning a constant earns no property at all."""
+    verdict = grade_in_process(tmp_path, ASSIGNMENT[exercise], 0, [TRIVIAL[exercise]], only=exercise)[exercise]
+    assert verdict.fraction == 0.0, [(p.name, p.passed) for p in verdict.properties]
+    assert all(p.message for p in verdict.properties)
+
+
 # --- Common mistakes: exactly the expected properties fail -------------------------------------------------
 
 MEAN, NORMAL, BIASES = "weights centred on 0", "normal distribution", "biases 0"

@@ -138,6 +138,9 @@ def judge(exercise: str, spec: dict, results: Results) -> Tuple[List[PropertyVer
                                  f"{results.run_error(failed[0])}; return one number (a float) for any d_x, d_y")
     else:
         shapes = PropertyVerdict(shapes_name, 0.25, True)
+    if len({v for v, _, _ in values.values()}) == 1 and len(values) > 1:  # a constant is no measurement
+        shapes = PropertyVerdict(shapes_name, 0.25, False, "your function returns the same number for every "
+                                 "case; compute the ratio from the tensors it is given")
     if not values:
         note = results.run_error(failed[0]) if failed else "your code produced no result for this test"
         return [shapes, PropertyVerdict(structure_name, 0.35, False, note),

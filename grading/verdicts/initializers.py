@@ -135,6 +135,9 @@ def check_mean(layers: Sequence[Layer]) -> Tuple[bool, str]:
     for layer in layers:
         if layer.untouched:
             return False, _untouched_message(layer)
+        if layer.var == 0:
+            value = float(layer.weight.reshape(-1)[0])
+            return False, f"{layer.label}: all weights are {value:.3g}; draw them at random"
         low, _ = variance_bounds(layer.n)
         sd_bound = math.sqrt(layer.var / max(low, 1e-12))
         if abs(layer.mean) > mean_tolerance(layer.n) * sd_bound:
@@ -192,8 +195,10 @@ def check_distribution(layers: Sequence[Layer], allowed: Sequence[str]) -> Tuple
 
 
 def check_biases_zero(layers: Sequence[Layer]) -> Tuple[bool, str]:
-    """Every bias is exactly 0."""
+    """Every bias is exactly 0 (credited only where the weights were drawn at random)."""
     for layer in layers:
+        if layer.var == 0:
+            return False, f"{layer.label}: its weights are all equal; draw them at random and set the biases to 0"
         if not bool((layer.bias == 0).all()):
             if bool((layer.bias == UNTOUCHED_BIAS).all()):
                 return False, f"{layer.label}: the biases still hold their previous values; set them to 0"

@@ -440,13 +440,39 @@ def judge(exercise: str, spec_json: dict, results: Results) -> Tuple[List[Proper
             run = runs[prop.runs[0]]
             hint = _scale_hint(run, got[run.name], expected[run.name]) if run.name in got else ""
             props.append(PropertyVerdict(prop.name, prop.weight, False, deviation.sentence() + hint))
+    engaged = explained is not None or _moves(runs["main"], got.get("main"))
     if spec.per_parameter:
-        props.append(_per_parameter(spec, runs, got, results))
+        per_parameter = _per_parameter(spec, runs, got, results)
+        if explained is None and not per_parameter.passed and "follows a different path" in per_parameter.message:
+            for prop in props:
+                if not prop.passed and "raised" not in prop.message:
+                    prop.message += "; your parameters change each other's updates: keep each parameter's state apart"
+        props.append(per_parameter)
     if spec.defaults:
         props.append(_defaults(spec, runs, got, results))
     props.append(_untouched(spec, runs, got, results))
+    if not engaged:  # checks of the code against itself credit nothing that does not update at all
+        for prop in props:
+            if prop.passed:
+                prop.passed, prop.message = False, NOT_ENGAGED
     errors = [results.run_error(r) for r in runs if r not in got]
     return props, errors[0] if errors else ""
+
+
+NOT_ENGAGED = ("your optimizer does not change the parameters that get a gradient at every step, so this "
+               "property cannot be credited; implement update_param")
+
+
+def _moves(run: Run, got: Optional[List[torch.Tensor]]) -> bool:
+    """Every parameter with a gradient changes at every step of ``run``."""
+    if got is None:
+        return False
+    for k in run.active():
+        path = torch.cat([run.inits[k].reshape(1, -1), got[k].reshape(run.steps, -1)])
+        first = run.starts[k] - 1
+        if not bool((path[first + 1:] != path[first:-1]).any(dim=1).all()):
+            return False
+    return True
 
 
 def _per_parameter(spec: Spec, runs: Dict[str, Run], got: Dict[str, List[torch.Tensor]],

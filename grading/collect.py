@@ -27,6 +27,7 @@ past ``max_ratio`` times their compressed size beyond that cap (zip bombs), and 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import os
@@ -210,9 +211,12 @@ def _assign_ids(names: set[str]) -> tuple[dict[str, str], list[str]]:
     return ids, warnings
 
 
-def collect(path: Path, pattern: Optional[str] = None,
-            limits: CollectLimits = CollectLimits()) -> tuple[list[Submission], list[str]]:
+def collect(path: Path, pattern: Optional[str] = None, limits: Optional[CollectLimits] = None, *,
+            max_notebook_bytes: Optional[int] = None) -> tuple[list[Submission], list[str]]:
     """Submissions found under ``path`` (one per student) and warnings about files left out."""
+    limits = limits or CollectLimits()
+    if max_notebook_bytes is not None:
+        limits = dataclasses.replace(limits, max_notebook_bytes=max_notebook_bytes)
     found: dict[str, list[Submission]] = {}
     warnings: list[str] = []
     budget = limits.max_total_bytes

@@ -3,9 +3,11 @@
 Only what the student changed is looked at: code cells whose source is some release cell's are
 skipped, and so are findings on a line that appears as such in the release (the Colab set-up cell's
 ``sys.modules`` check, the given imports). Locked cells are skipped too (nbgrader puts the release's
-source back). Each cell is parsed with ``ast`` after IPython's ``TransformerManager`` has turned magics
-into calls (``!ls`` -> ``get_ipython().system("ls")``); a cell that still does not parse is searched
-with regular expressions instead. Names are resolved through the notebook's imports and simple
+source back). Each cell is parsed with ``ast``, after IPython's ``TransformerManager`` has turned magics
+into calls (``!ls`` -> ``get_ipython().system("ls")``) when plain Python does not parse; a cell that
+still does not parse is searched with regular expressions instead. Work is bounded: a changed cell
+over ``MAX_CELL_CHARS`` (or past ``MAX_TOTAL_CHARS`` in the notebook) is flagged as too large to
+check. Names are resolved through the notebook's imports and simple
 assignments (``import sys as s; s._getframe`` is ``sys._getframe``), string expressions built from
 constants are folded (``"gra" + "ding"``, ``"".join([...])``, ``chr(...)``, ``[::-1]``, base64), and
 ``getattr(x, "name")`` / ``__import__("name")`` with literal names read as attribute access and imports.
@@ -33,6 +35,9 @@ GRADER_STRING = re.compile(r"(?<![a-z])(nb)?grading\b|course_grading", re.IGNORE
 DEFAULT_ALIASES = {"np": "numpy", "nn": "torch.nn", "F": "torch.nn.functional"}
 MONITORED_ROOTS = ("torch", "numpy", "course_lib", "random", "math", "IPython", "sys", "os")
 ALLOWED_ASSIGNMENTS = ("torch.backends.",)
+MAX_CELL_CHARS = 200_000  # larger changed cells are flagged as unchecked
+MAX_TOTAL_CHARS = 2_000_000  # per notebook; cells past it are flagged as unchecked
+MAX_TRANSFORM_CHARS = 50_000  # IPython's TransformerManager is slow (about 10 us a character)
 EXERCISE_NAMES = frozenset(e.name for exercises in EXERCISES.values() for e in exercises)
 
 LABELS = {
@@ -486,7 +491,8 @@ def _cell_body(source: str) -> tuple[str, int]:
 def _parse(source: str) -> Optional[tuple[ast.AST, int]]:
     """(tree, line offset) of a cell, line numbers kept where magics transform line by line; None: no parse."""
     body, offset = _cell_body(source)
-    for text in (body, _to_python(body)):
+    attempts = [body] + ([_to_python(body)] if len(body) <= MAX_TRANSFORM_CHARS else [])
+    for text in attempts:
         try:
             tree = ast.parse(text)
         except (SyntaxError, ValueError):
@@ -523,17 +529,20 @@ def review_flags(submission: NotebookNode, release: NotebookNode) -> list[str]:
     """Short labels ('cell 7: touches sys.modules') for what the student changed that needs a human look."""
     release_sources = {c.source for c in release.cells if c.cell_type == "code"}
     release_lines = {line.strip() for s in release_sources for line in s.splitlines() if line.strip()}
-    parsed = {}
+    parsed, budget = {}, MAX_TOTAL_CHARS
     for index, cell in enumerate(submission.cells):
-        if cell.cell_type == "code":
+        if cell.cell_type == "code" and len(cell.source) <= min(MAX_CELL_CHARS, budget):
+            budget -= len(cell.source)
             parsed[index] = _parse(cell.source)
     resolver = _Resolver(_aliases(p[0] for p in parsed.values() if p))
     flags: list[str] = []
     for index, cell in enumerate(submission.cells):
         if cell.cell_type != "code" or cell.source in release_sources or is_locked(cell):
             continue
-        lines = cell.source.splitlines()
-        if parsed[index] is None:
+        lines = cell.source.splitlines() if index in parsed else []
+        if index not in parsed:
+            findings = [(0, f"a code cell of {len(cell.source) // 1000} kB, too large to check automatically")]
+        elif parsed[index] is None:
             findings = list(_regex_findings(cell.source))
         else:
             tree, offset = parsed[index]

@@ -13,15 +13,17 @@
   ``class Adam(...)``). A graded test cell that cannot be found is re-inserted from the release.
 
 Similarity is difflib's ratio on at most ``COMPARED_CHARS`` characters of each cell (head and tail),
-scaled by the cells' full lengths, after a length bound that rules out cells of very different size
-without comparing them; so a 10 MB cell costs nothing and a notebook's repair stays well under a
-second. Everything done is reported as notes. Review flags live in ``grading.flags``.
+capped by the bound the cells' full lengths put on it (``2 min(la, lb) / (la + lb)``), which also
+rules out cells of very different sizes without comparing them; so a 10 MB cell costs no comparison
+and a notebook's repair stays well under a second. Everything done is reported as notes. Review
+flags live in ``grading.flags``.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import json
 import re
 import uuid
 from typing import Optional
@@ -50,8 +52,8 @@ def _kind(cell: NotebookNode) -> Optional[str]:
 
 
 def _first_code_line(source: str) -> str:
-    """The first line that is neither blank nor a comment."""
-    for line in source.splitlines():
+    """The first line that is neither blank nor a comment (within the cell's first COMPARED_CHARS)."""
+    for line in source[:COMPARED_CHARS].splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             return line.strip()
     return ""
@@ -71,14 +73,13 @@ def similarity(release_source: str, source: str, floor: float = 0.0) -> float:
         return 1.0
     if release_source == source:
         return 1.0
-    if 2 * min(la, lb) / (la + lb) < floor:  # even a perfect overlap would not reach the floor
+    bound = 2 * min(la, lb) / (la + lb)
+    if bound < floor:  # even a perfect overlap would not reach the floor
         return 0.0
-    a, b = _capped(release_source), _capped(source)
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    scale = (len(a) + len(b)) / (la + lb)
-    if matcher.real_quick_ratio() * scale < floor or matcher.quick_ratio() * scale < floor:
+    matcher = difflib.SequenceMatcher(None, _capped(release_source), _capped(source), autojunk=False)
+    if matcher.real_quick_ratio() < floor or matcher.quick_ratio() < floor:
         return 0.0
-    return matcher.ratio() * scale
+    return min(matcher.ratio(), bound)
 
 
 def _similarity(release_cell: NotebookNode, cell: NotebookNode, kind: str) -> float:
@@ -212,9 +213,39 @@ def restore_metadata(submission: NotebookNode, release: NotebookNode) -> list[st
     return notes
 
 
+def _joined(value):
+    if isinstance(value, list):
+        try:
+            return "".join(value)
+        except TypeError:
+            return value
+    return value
+
+
+def read_notebook(text: str) -> NotebookNode:
+    """nbformat.reads, without its cost per line: multi-line strings are joined before nbformat sees them."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return nbformat.reads(text, as_version=4)  # nbformat's own error message
+    if isinstance(data, dict) and isinstance(data.get("cells"), list):
+        for cell in data["cells"]:
+            if not isinstance(cell, dict):
+                continue
+            cell["source"] = _joined(cell.get("source", ""))
+            for output in cell.get("outputs", []) if isinstance(cell.get("outputs"), list) else []:
+                if isinstance(output, dict):
+                    if "text" in output:
+                        output["text"] = _joined(output["text"])
+                    if isinstance(output.get("data"), dict):
+                        output["data"] = {k: _joined(v) for k, v in output["data"].items()}
+        text = json.dumps(data)
+    return nbformat.reads(text, as_version=4)
+
+
 def prepare_submission(text: str, release: NotebookNode) -> tuple[NotebookNode, list[str], list[str]]:
     """Parse, normalize and repair a submitted notebook; return it, repair notes and review flags."""
-    nb = nbformat.reads(text, as_version=4)
+    nb = read_notebook(text)
     notes = normalize(nb)
     notes += repair_metadata(nb, release)
     notes += restore_metadata(nb, release)

@@ -108,11 +108,25 @@ class SandboxSettings:
 
 def bwrap_available() -> bool:
     """True when bubblewrap is installed and can create the namespaces we need here."""
+    return _bwrap_works(None)
+
+
+def _bwrap_works(ids: Optional[tuple[int, int]]) -> bool:
+    """True when bwrap, run as the sandbox user (uid, gid) or as this user, gets the namespaces we use."""
     exe = shutil.which("bwrap")
+
+    def drop() -> None:
+        if ids:
+            os.setgroups([])
+            os.setgid(ids[1])
+            os.setuid(ids[0])
+
     if exe is None:
         return False
-    probe = subprocess.run([exe, "--unshare-user", "--unshare-net", "--unshare-pid", "--die-with-parent",
-                            "--ro-bind", "/", "/", "true"], capture_output=True)
+    probe = subprocess.run([exe, "--unshare-user", "--disable-userns", "--uid", str(INNER_UID), "--unshare-net",
+                            "--unshare-pid", "--die-with-parent", "--ro-bind", "/usr", "/usr", "--symlink",
+                            "usr/bin", "/bin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+                            "--proc", "/proc", "true"], capture_output=True, preexec_fn=drop, cwd="/")
     return probe.returncode == 0
 
 
@@ -123,11 +137,16 @@ def preflight(settings: SandboxSettings) -> list[str]:
     """
     if not settings.enabled:
         return ["kernels ran unsandboxed (--no-sandbox)"]
-    if not bwrap_available():
+    ids = sandbox_ids(settings.user) if os.geteuid() == 0 else None
+    if not _bwrap_works(ids):
         raise SandboxUnavailable("bubblewrap (apt package bubblewrap) is missing or cannot create user and network "
-                                 "namespaces here (see /proc/sys/user/max_user_namespaces)")
-    if os.geteuid() == 0:
-        sandbox_ids(settings.user)
+                                 f"namespaces as {settings.user if ids else 'this user'} "
+                                 "(see /proc/sys/user/max_user_namespaces)")
+    warnings = []
+    hidden = _unreadable_files(settings.data_dir) if ids and settings.data_dir else []
+    if hidden:  # the launcher hands them in as copies; readable files are cheaper
+        warnings.append(f"WARNING: {len(hidden)} data files are readable by root only and are copied into each "
+                        f"kernel's memory; run chmod -R a+rX {settings.data_dir}")
     name = f"preflight-{os.getpid()}"
     try:
         cg.create(name, settings.limits(), settings.cgroup_root)
@@ -135,11 +154,11 @@ def preflight(settings: SandboxSettings) -> list[str]:
         if settings.cgroups == "require":
             raise SandboxUnavailable(f"no cgroup for the kernels: {exc}; pass cgroups='warn' to grade with "
                                      "rlimits only") from exc
-        return [f"WARNING: no cgroup: memory, process count and CPU share of kernels are not limited as a "
-                f"whole, only per process by rlimits ({exc})"]
+        return warnings + [f"WARNING: no cgroup: memory, process count and CPU share of kernels are not limited "
+                           f"as a whole, only per process by rlimits ({exc})"]
     finally:
         cg.remove(name, settings.cgroup_root)
-    return []
+    return warnings
 
 
 def default_readonly_paths() -> list[str]:
@@ -506,12 +525,10 @@ def _exec_unconfined(settings: SandboxSettings, connection_file: str, io_dir: Op
     os.execv(sys.executable, [sys.executable, "-c", kernel_bootstrap.STUB, str(fd)])
 
 
-def _data_copies(settings: SandboxSettings, status: dict) -> dict[str, int]:
-    """Read-only copies (inside path -> fd) of the data files the sandbox user could not read in place."""
+def _data_copies(settings: SandboxSettings) -> dict[str, int]:
+    """Read-only copies (inside path -> fd) of the data files the sandbox user could not read in place
+    (``preflight`` warns about them once)."""
     hidden = _unreadable_files(settings.data_dir) if settings.data_dir else []
-    if hidden:
-        status["warnings"].append(f"WARNING: {len(hidden)} data files not readable by other users were copied "
-                                  f"into the sandbox's memory; run chmod -R a+rX {settings.data_dir}")
     return {f"/data/{path.relative_to(settings.data_dir)}": os.open(path, os.O_RDONLY) for path in hidden}
 
 
@@ -553,7 +570,7 @@ def launch(settings: SandboxSettings, connection_file: str, io_dir: Optional[str
     if settings.data_dir and os.path.isdir(settings.data_dir):
         readonly.append(("/data", settings.data_dir))
         env["COURSE_DATA"] = "/data"
-        ro_files.update(_data_copies(settings, status) if root else {})
+        ro_files.update(_data_copies(settings) if root else {})
     if root:
         marker = {"run": name, "cgroup": has_cgroup, "started": time.time()}
         binds = _plan_binds(writable, readonly, gid, marker, settings, status)

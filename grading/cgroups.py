@@ -29,7 +29,7 @@ from typing import Optional
 ROOT = "/sys/fs/cgroup"
 PARENT = "course-grading"
 V1_CONTROLLERS = ("memory", "pids", "cpu")
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}$")
 
 
 class CgroupError(RuntimeError):

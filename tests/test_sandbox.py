@@ -214,7 +214,7 @@ def test_cgroup_v2_limits_written(tmp_path):
     assert (tmp_path / "cgroup.subtree_control").read_text() == "+memory +pids +cpu"
     assert (parent / "cgroup.subtree_control").read_text() == "+memory +pids +cpu"
     with pytest.raises(ValueError):
-        cgroups.create("../escape", cgroups.Limits(), str(tmp_path))
+        cgroups.create("..", cgroups.Limits(), str(tmp_path))
 
 
 @needs_cgroups

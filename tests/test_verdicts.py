@@ -113,6 +113,23 @@ def backward_variance_ratio(weight, grad_output):  # population variances, a ten
 def relu_variance_ratio(weight, x):  # the layer applied as weight @ relu(x).T
     return float((weight @ torch.relu(x).T).var() / x.var())
 ''',
+    "adam": '''
+class Adam(OptimizerTemplate):  # float32 state updated in place (torch.zeros(p.shape)): rounding differs
+    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__(params, lr)
+        self.b1, self.b2, self.eps = beta1, beta2, eps
+        self.t = {p: 0 for p in self.params}
+        self.m = {p: torch.zeros(p.shape) for p in self.params}
+        self.v = {p: torch.zeros(p.shape) for p in self.params}
+
+    def update_param(self, p):
+        self.t[p] += 1
+        self.m[p].mul_(self.b1).add_((1 - self.b1) * p.grad)
+        self.v[p].mul_(self.b2).add_((1 - self.b2) * p.grad ** 2)
+        m_hat = self.m[p] / (1 - self.b1 ** self.t[p])
+        v_hat = self.v[p] / (1 - self.b2 ** self.t[p])
+        p.data -= self.lr * m_hat / (v_hat.sqrt() + self.eps)
+''',
     "sgd_momentum": '''
 class SGDMomentum(OptimizerTemplate):  # state created lazily, float64 like the parameters
     def __init__(self, params, lr, momentum=0.0):

@@ -4,6 +4,25 @@
 ``judge(assignment, challenge, results_dir)`` loads ``<exercise>.safetensors`` from ``results_dir``,
 recomputes the expected values with PyTorch and scores each exercise as a weighted set of named
 properties (``ExerciseVerdict.fraction`` is the share of its points earned).
+
+Challenge (JSON)::
+
+    {"format": 1, "assignment": "optimization", "seed": 123,
+     "exercises": {"<exercise key>": {"kind": "initializer" | "optimizer" | "ratio", "runs": {"<run>": {...}}}}}
+
+    initializer run: {"act_fn", "input_size", "hidden_sizes", "num_classes", "kwargs": {"std": ...} or {},
+                      "parameters": {"layers.0.weight": [fan_out, fan_in], "layers.0.bias": [fan_out], ...}}
+    optimizer run:   {"kwargs": {"lr": ..., ...}, "steps": 20-40,
+                      "params": [{"init": T, "start": first step with a gradient (1-based) or null (never),
+                                  "grads": T of shape [steps, *shape] (rows before "start" unused)}]}
+    ratio run:       {"first": T (weight [d_y, d_x]), "second": T (grad_output [B, d_y] or x [B, d_x])}
+    T = {"dtype": "float32" | "float64", "shape": [...], "b64": base64 of the little-endian values}
+
+Results (``<exercise>.safetensors``, written by grading.probe.record): tensors named ``<run>/<name>``:
+initializer ``<run>/layers.0.weight`` (float32, the parameter's shape), optimizer ``<run>/<k>`` (float64,
+[steps, *shape], the k-th parameter after every step), ratio ``<run>/value`` (float64 scalar); metadata
+``{"exercise": key, "status": "ok" | "error", "errors": JSON {run: message}, "error": first message}``.
+A run that raised has no tensors; the properties that need it fail with its error.
 """
 
 from __future__ import annotations

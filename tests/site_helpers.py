@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import re
 import threading
 from pathlib import Path
 from typing import Iterable, List, Set
@@ -60,6 +61,22 @@ def hidden_test_lines(notebooks: Iterable[Path], others: Iterable[Path] = ()) ->
             if page.suffix in (".md", ".ipynb") and "exercises" not in page.parts:
                 visible.update(line.strip() for line in page.read_text(errors="ignore").splitlines())
     return {line for line in hidden - visible if len(line) >= MIN_LINE_CHARS}
+
+
+FIGURE_TEXT = re.compile(r"<\w*Figure size \d+x\d+")
+
+
+def figure_output_count(executed_notebook: Path, require_png: bool = False) -> int:
+    """How many outputs of an executed notebook display a matplotlib figure (with an image/png, if asked)."""
+    if not executed_notebook.is_file():
+        return 0
+    count = 0
+    for cell in nbformat.read(executed_notebook, as_version=4).cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            data = out.get("data", {})
+            if FIGURE_TEXT.match(data.get("text/plain", "")) and (not require_png or "image/png" in data):
+                count += 1
+    return count
 
 
 class _RecordingHandler(http.server.SimpleHTTPRequestHandler):

@@ -1,16 +1,17 @@
 """The student notebooks: in sync with solutions/, leak-free, runnable, and graded right by real nbgrader.
 
 Slow tests (notebook executions, real `nbgrader autograde` against a real sqlite gradebook, nbval on
-the source notebooks in quick mode) are marked ``slow``.
+the source notebooks in quick mode, figures in a student's fresh kernel, printed numbers that repeat)
+are marked ``slow``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -24,10 +25,9 @@ from grading.release import (
     nbgrader_env,
     release_path,
     repository_settings,
-    run_nbgrader,
 )
 from grading.solutions import ASSIGNMENTS, EXERCISES, ROOT, source_notebook
-from test_assignments import MISTAKES  # the corpus of common mistakes (tests/ is on sys.path)
+from tests.test_verdicts import MISTAKES  # the corpus of common mistakes: exercise -> name -> (source, ...)
 
 COURSE_ID = "init-optim-course"
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
@@ -96,7 +96,7 @@ def test_graded_cells_are_complete(assignment):
         assert nbgrader_meta(cell)["points"] > 0 and nbgrader_meta(cell)["locked"]
         assert "remove-cell" in cell.metadata.get("tags", [])
         hidden = marked_lines(cell.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
-        assert len(hidden) == 1 and re.fullmatch(r"from grading\.checks import (\w+); \1\(\w+\)", hidden[0])
+        assert len(hidden) == 1 and re.fullmatch(r'from grading\.probe import record; record\("\w+", \w+\)', hidden[0])
     for cell in solutions:
         assert marked_lines(cell.source, "BEGIN SOLUTION", "END SOLUTION")
 
@@ -106,8 +106,9 @@ def test_release_opens_with_colab_badge_and_guarded_setup(assignment):
     """Badge and set-up cell come first, use _config.yml's repository, and act only inside Colab."""
     cells = nbformat.read(release_path(assignment), as_version=4).cells
     settings = repository_settings()
-    assert cells[0].cell_type == "markdown" and colab_url(assignment, settings) in cells[0].source
-    assert colab_url(assignment, settings).endswith(f"/blob/{settings['branch']}/book/exercises/{assignment}/{assignment}.ipynb")
+    url = colab_url(assignment)
+    assert cells[0].cell_type == "markdown" and url in cells[0].source
+    assert url.endswith(f"/blob/{settings['branch']}/book/exercises/{assignment}/{assignment}.ipynb")
     setup = cells[1].source
     assert f"git+{settings['url']}@{settings['branch']}" in setup
     assert 'if "google.colab" in sys.modules:' in setup
@@ -133,7 +134,7 @@ def errors_of(cell) -> list[str]:
 def test_untouched_student_notebook_fails_only_at_the_exercises(assignment, tmp_path):
     """Run top to bottom: only test cells and cells calling an exercise fail, with NotImplementedError."""
     notebook = execute(nbformat.read(release_path(assignment), as_version=4), tmp_path)
-    uses_exercise = re.compile(r"\b(" + "|".join(EXERCISES[assignment]) + r")\b")
+    uses_exercise = re.compile(r"\b(" + "|".join(e.name for e in EXERCISES[assignment]) + r")\b")
     code_cells = [c for c in notebook.cells if c.cell_type == "code"]
     assert not code_cells[0].outputs, "the Colab set-up cell must do nothing outside Colab"
     for cell in code_cells:
@@ -165,8 +166,8 @@ def nbgrader(*args: str, course: Path) -> None:
 
 # One common mistake per assignment (grade id of its answer cell, source): it must cost exactly its exercise.
 WRONG_ANSWERS = {
-    "initialization": ("xavier_init", MISTAKES["xavier_init"]["fan_in only"]),
-    "optimization": ("adam", MISTAKES["Adam"]["no bias correction"]),
+    "initialization": ("xavier_init", MISTAKES["xavier_init"]["fan_in only"][0]),
+    "optimization": ("adam", MISTAKES["adam"]["no bias correction"][0]),
 }
 
 
@@ -204,7 +205,8 @@ def test_nbgrader_autograde_scores(tmp_path):
             assert sum(scores["untouched"].values()) == 0, scores["untouched"]
             assert sum(scores["solved"].values()) == max_score, scores["solved"]
             wrong_test = WRONG_ANSWERS[assignment][0] + "_tests"
-            lost = {name: scores["solved"][name] - score for name, score in scores["one_mistake"].items() if score != scores["solved"][name]}
+            lost = {name: scores["solved"][name] - score for name, score in scores["one_mistake"].items()
+                    if score != scores["solved"][name]}
             assert list(lost) == [wrong_test] and scores["one_mistake"][wrong_test] == 0, scores["one_mistake"]
 
 
@@ -225,5 +227,101 @@ def test_source_notebooks_run_under_nbval_in_quick_mode(tmp_path):
     )
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
     trained = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.results.json"))
-    assert trained == [f"FashionMNIST_{n}.results.json" for n in ("Adam", "SGD", "SGDMomentum")]
+    runs = [f"FashionMNIST_{n}{suffix}" for n in ("SGD", "SGDMomentum", "Adam")
+            for suffix in ("", "_seed43", "_seed44", "_poor_init")]
+    assert trained == sorted(f"{run}.results.json" for run in runs)
     assert {p: p.stat().st_mtime_ns for p in beside_notebook.glob("*")} == before, "wrote beside the notebook"
+
+
+def figure_outputs(cell) -> list:
+    """The outputs of a code cell that display a matplotlib figure (whatever its class)."""
+    return [out for out in cell.get("outputs", []) if out.output_type in ("display_data", "execute_result")
+            and re.match(r"<\w*Figure size \d+x\d+", out.get("data", {}).get("text/plain", ""))]
+
+
+def student_kernel_env(**extra: str) -> dict:
+    """A student's environment: no MPLBACKEND (Jupyter's default inline backend), the repository importable."""
+    env = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
+    return {**env, "PYTHONPATH": os.pathsep.join([str(ROOT), *extra.pop("extra_path", "").split(os.pathsep)]),
+            **extra}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("colab", [False, True], ids=["jupyter", "colab"])
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_figure_of_the_solved_release_is_an_image(assignment, colab, tmp_path):
+    """The released notebook, filled with the solutions, in a fresh kernel without MPLBACKEND: every figure
+    output carries an image/png. The Colab variant imports a stub ``google.colab`` first (instead of the
+    set-up cell, which would pip-install from GitHub). nbgrader's NBGRADER_EXECUTION skips the short
+    training of the student's optimizers, which draws no figure."""
+    notebook = filled_release(assignment)
+    code_cells = [c for c in notebook.cells if c.cell_type == "code"]
+    extra_path = ""
+    if colab:
+        stub = tmp_path / "stub" / "google"
+        stub.mkdir(parents=True)
+        (stub / "__init__.py").write_text("")
+        (stub / "colab.py").write_text('"""A stand-in for Colab\'s module: its presence is what notebooks test."""\n')
+        extra_path = str(tmp_path / "stub")
+        assert "google.colab" in code_cells[0].source, "the first code cell should be the Colab set-up"
+        code_cells[0].source = "import google.colab  # as in Colab, imported before the notebook runs"
+    env = student_kernel_env(extra_path=extra_path, NBGRADER_EXECUTION="autograde",
+                             COURSE_CHECKPOINTS=str(tmp_path / "checkpoints"))
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute(env=env)
+    figures = [out for cell in notebook.cells if cell.cell_type == "code" for out in figure_outputs(cell)]
+    assert len(figures) >= (15 if assignment == "initialization" else 5), f"only {len(figures)} figures"
+    not_images = [out["data"]["text/plain"] for out in figures if "image/png" not in out["data"]]
+    assert not not_images, f"{len(not_images)} of {len(figures)} figures shown as text: {not_images[:3]}"
+
+
+def printed_text(notebook: nbformat.NotebookNode) -> list[str]:
+    """Every text a notebook's code cells printed or returned (figure reprs included), cell by cell."""
+    texts = []
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream" and out.name == "stdout":
+                texts.append(out.text)
+            elif out.output_type in ("display_data", "execute_result"):
+                texts.append(out.get("data", {}).get("text/plain", ""))
+    return texts
+
+
+def site_notebooks() -> list[Path]:
+    """Every page of the site that runs code: the book's notebooks and MyST pages, and the solutions."""
+    pages = [p for p in sorted((ROOT / "book").glob("*.md")) if "code-cell" in p.read_text()]
+    return pages + [ROOT / "book" / "explorer.ipynb"] + [source_notebook(a) for a in ASSIGNMENTS]
+
+
+def read_page(path: Path) -> nbformat.NotebookNode:
+    """A page as a notebook: MyST markdown pages are read the way myst-nb reads them for the build."""
+    if path.suffix == ".md":
+        from myst_nb.core.read import read_myst_markdown_notebook
+
+        return read_myst_markdown_notebook(path.read_text())
+    return nbformat.read(path, as_version=4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", site_notebooks(), ids=lambda p: p.stem)
+def test_a_page_prints_the_same_numbers_every_time(page):
+    """Two executions of a page in fresh kernels, as two site builds would run it, print identical text.
+
+    Each experiment seeds itself and hidden checks draw from no global generator, so nothing printed may
+    depend on what ran before."""
+    runs = []
+    for _ in range(2):
+        notebook = read_page(page)
+        with tempfile.TemporaryDirectory() as scratch:
+            env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT), "COURSE_CHECKPOINTS": scratch}
+            for name in ("COURSE_QUICK", "COURSE_RETRAIN", "NBGRADER_EXECUTION"):
+                env.pop(name, None)
+            NotebookClient(notebook, timeout=900, kernel_name="python3",
+                           resources={"metadata": {"path": str(page.parent)}}).execute(env=env)
+        runs.append(printed_text(notebook))
+    assert runs[0], f"{page.name} printed nothing"
+    for first, second in zip(*runs):
+        assert first == second, f"{page.name} printed different text in two runs:\n{first[:500]}\n---\n{second[:500]}"
+    assert len(runs[0]) == len(runs[1])

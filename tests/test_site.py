@@ -3,7 +3,9 @@
 The session fixture builds the site (`jupyter-book build . -W -n --keep-going`, cached: seconds when
 nothing changed); set SITE_SKIP_BUILD=1 to check an existing _build/html instead. Pages are served on
 127.0.0.1 and opened in headless Chromium with every other host unreachable, so MathJax and images
-must come from the site itself. Screenshots of two pages are saved in artifacts/.
+must come from the site itself. Every figure a page's code draws must reach the reader as an image:
+the number of images in each page's cell outputs equals the number of figure outputs of the notebook
+myst-nb executed for it (_build/jupyter_execute). Screenshots of two pages are saved in artifacts/.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import urldefrag, urljoin
+from urllib.parse import urldefrag
 
 import nbformat
 import pytest
 import torch
 import yaml
 
-from tests.site_helpers import SiteServer, chromium, hidden_test_lines, toc_docnames
+from grading.course import colab_setup_source, colab_url
+from tests.site_helpers import SiteServer, chromium, figure_output_count, hidden_test_lines, toc_docnames
 
 REPO = Path(__file__).resolve().parents[1]
 HTML = REPO / "_build" / "html"
@@ -147,6 +150,11 @@ def test_page_in_chromium(site: Path, server: SiteServer, browser, doc: str) -> 
     for raw in ("$$", "\\(", "\\[", "\\begin{"):
         assert raw not in prose, f"{doc}: raw TeX {raw!r} left in the page"
 
+    # Figures: every figure output of the executed page is an image in a cell output
+    figures = figure_output_count(site.parent / "jupyter_execute" / f"{doc}.ipynb")
+    shown = browser.execute_script("return document.querySelectorAll('.cell_output img').length")
+    assert shown == figures, f"{doc}: {shown} images in cell outputs for {figures} figures drawn by its cells"
+
     # Images: scroll to each so lazy ones load, then all must have pixels
     broken = browser.execute_async_script(
         "const done = arguments[arguments.length - 1];"
@@ -188,12 +196,27 @@ def test_page_in_chromium(site: Path, server: SiteServer, browser, doc: str) -> 
         browser.save_screenshot(str(ARTIFACTS / SCREENSHOT_PAGES[doc]))
 
 
+FIGURE_REPR = re.compile(r"(?:<|&lt;)\w*Figure size \d+x\d+ with \d+ Axes(?:>|&gt;)")
+
+
+def test_no_figure_is_shown_as_text(site: Path) -> None:
+    """No page shows a figure's repr ("<Figure size 1500x250 with 5 Axes>") where its image should be."""
+    shown_as_text = [f"{page.relative_to(site)}: {match}" for page in sorted(site.rglob("*.html"))
+                     for match in FIGURE_REPR.findall(page.read_text(errors="ignore"))]
+    assert not shown_as_text, "figures shown as text:\n" + "\n".join(shown_as_text[:20])
+
+
+def test_every_executed_page_drew_figures_as_images(site: Path) -> None:
+    """Each page that draws figures has them as image/png outputs in the notebook myst-nb executed."""
+    executed = sorted((site.parent / "jupyter_execute").rglob("*.ipynb"))
+    assert executed, "no executed notebooks in _build/jupyter_execute"
+    total = sum(figure_output_count(path, require_png=True) for path in executed)
+    assert total == sum(figure_output_count(path) for path in executed) and total >= 30, total
+
+
 def expected_colab_url(notebook: str) -> str:
-    """The Colab URL of a repository notebook, from _config.yml's repository settings."""
-    repository = CONFIG["repository"]
-    owner_repo = repository["url"].rstrip("/").split("github.com/", 1)[1]
-    path = os.path.normpath(os.path.join(repository.get("path_to_book", "."), notebook))
-    return f"https://colab.research.google.com/github/{owner_repo}/blob/{repository['branch']}/{path}"
+    """The Colab URL of a repository notebook: grading.course.colab_url, the course's one definition."""
+    return colab_url(notebook)
 
 
 def test_exercise_badges_open_each_student_notebook_in_colab(site: Path, server: SiteServer, browser) -> None:
@@ -222,6 +245,7 @@ def test_explorer_notebook_installs_from_the_configured_repository() -> None:
     assert len(setup) == 1
     repository = CONFIG["repository"]
     assert f"git+{repository['url']}@{repository['branch']}" in setup[0].source
+    assert setup[0].source == colab_setup_source(), "the explorer's set-up cell is the course's one Colab set-up"
     live = [c for c in nb.cells if "launch_explorer()" in c.source]
     assert live and all("skip-execution" in c.metadata.get("tags", []) for c in live), (
         "the widget cell must not run at build time (its widgets would need scripts from a CDN)")
@@ -233,7 +257,8 @@ def test_explorer_momentum_is_the_course_moving_average() -> None:
 
     lr, beta = 0.3, 0.8
     weights = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
-    optimizer = optimizer_factories({"SGD": lr, "SGD momentum": lr, "Adam": lr}, beta, 0.9, 0.999)["SGD momentum"]([weights])
+    factories = optimizer_factories({"SGD": lr, "SGD momentum": lr, "Adam": lr}, beta, 0.9, 0.999)
+    optimizer = factories["SGD momentum"]([weights])
     expected, m = weights.detach().clone(), torch.zeros(2)
     for step in range(25):
         grad = torch.tensor([math.sin(step), math.cos(3 * step)])

@@ -59,6 +59,7 @@ LABELS = {
     "exec": "runs code from a string (exec/eval/compile)",
     "paths": "opens absolute or parent paths",
     "writefile": "writes a file with %%writefile",
+    "source": "reads code objects or source (inspect.getsource, dis)",
 }
 
 FRAME_NAMES = ("sys._getframe", "sys._current_frames", "inspect.currentframe", "inspect.stack", "inspect.trace",
@@ -67,6 +68,8 @@ FRAME_ATTRS = {"f_back", "f_globals", "f_locals", "f_builtins", "f_code", "tb_fr
                "ag_frame"}
 INTERNAL_ATTRS = {"__code__", "__globals__", "__closure__", "__subclasses__", "__bases__", "__mro__",
                   "__builtins__", "__kwdefaults__", "__defaults__"}
+SOURCE_NAMES = ("inspect.getsource", "inspect.getsourcelines", "inspect.getfile", "inspect.getmodule",
+                "inspect.getmembers", "dis.", "linecache.")
 GC_NAMES = ("gc.get_objects", "gc.get_referrers", "gc.get_referents")
 HOOK_NAMES = ("sys.displayhook", "sys.excepthook", "sys.settrace", "sys.setprofile", "sys.addaudithook",
               "sys.breakpointhook", "sys.unraisablehook", "threading.settrace", "threading.setprofile",
@@ -90,6 +93,7 @@ REGEXES = {  # for cells that do not parse
     "grader": r"\b(nb)?grading\b|nbgrader",
     "frames": r"_getframe|currentframe|\bf_back\b|\bf_globals\b|\bf_locals\b|inspect\.stack",
     "internals": r"__code__|__globals__|__subclasses__",
+    "source": r"inspect\.getsource|\bdis\.",
     "gc": r"\bgc\.get_(objects|referrers|referents)",
     "modules": r"sys\.modules",
     "builtins": r"\bbuiltins\b|__builtins__",
@@ -297,6 +301,8 @@ class _Visitor(ast.NodeVisitor):
             self.add(node, "frames")
         if _starts(name, GC_NAMES):
             self.add(node, "gc")
+        if _starts(name, SOURCE_NAMES):
+            self.add(node, "source")
         if _root_in(name, ("sys.modules",)):
             self.add(node, "modules")
         if _root_in(name, ("builtins", "__builtins__", "__builtin__")):
@@ -495,7 +501,7 @@ def _parse(source: str) -> Optional[tuple[ast.AST, int]]:
     for text in attempts:
         try:
             tree = ast.parse(text)
-        except (SyntaxError, ValueError):
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
         if text.rstrip("\n").count("\n") != body.rstrip("\n").count("\n"):
             for node in ast.walk(tree):  # line numbers no longer match the cell: findings hold for the cell
@@ -534,7 +540,10 @@ def review_flags(submission: NotebookNode, release: NotebookNode) -> list[str]:
         if cell.cell_type == "code" and len(cell.source) <= min(MAX_CELL_CHARS, budget):
             budget -= len(cell.source)
             parsed[index] = _parse(cell.source)
-    resolver = _Resolver(_aliases(p[0] for p in parsed.values() if p))
+    try:
+        resolver = _Resolver(_aliases(p[0] for p in parsed.values() if p))
+    except RecursionError:  # absurdly nested code: resolve nothing through aliases
+        resolver = _Resolver(dict(DEFAULT_ALIASES))
     flags: list[str] = []
     for index, cell in enumerate(submission.cells):
         if cell.cell_type != "code" or cell.source in release_sources or is_locked(cell):
@@ -547,8 +556,11 @@ def review_flags(submission: NotebookNode, release: NotebookNode) -> list[str]:
         else:
             tree, offset = parsed[index]
             visitor = _Visitor(resolver, is_solution(cell) or _binds_exercise(tree))
-            visitor.visit(tree)
-            findings = [(line + offset if line > 0 else 0, label) for line, label in visitor.found]
+            try:
+                visitor.visit(tree)
+                findings = [(line + offset if line > 0 else 0, label) for line, label in visitor.found]
+            except RecursionError:
+                findings = [(0, "code nested too deeply to check automatically")]
         for line, label in findings:
             if 0 < line <= len(lines) and lines[line - 1].strip() in release_lines:
                 continue

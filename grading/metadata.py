@@ -130,6 +130,11 @@ def repair_metadata(submission: NotebookNode, release: NotebookNode) -> list[str
     known = {grade_id(c): c for c in release.cells if grade_id(c)}
     groups: dict[str, list[int]] = {}
     for index, cell in enumerate(submission.cells):
+        raw = cell.metadata.get("nbgrader")
+        if raw is not None and (not isinstance(raw, dict) or not isinstance(raw.get("grade_id", ""), str)):
+            _drop_nbgrader(cell)
+            notes.append(f"cell {index}: malformed nbgrader metadata dropped")
+            continue
         gid = grade_id(cell)
         if gid is None:
             if nbgrader_meta(cell).get("grade") or nbgrader_meta(cell).get("solution"):
@@ -137,8 +142,8 @@ def repair_metadata(submission: NotebookNode, release: NotebookNode) -> list[str
                 notes.append(f"cell {index}: nbgrader metadata without a grade_id dropped")
         elif gid not in known:
             _drop_nbgrader(cell)
-            notes.append(f"cell {index}: graded cell '{gid}' is not part of this assignment (pasted from "
-                         "another?): its nbgrader metadata was dropped, its code still runs ungraded")
+            notes.append(f"cell {index}: graded cell '{gid}' comes from another assignment: its nbgrader "
+                         "metadata was dropped (its code still runs, ungraded)")
         else:
             groups.setdefault(gid, []).append(index)
     for gid, indices in groups.items():
@@ -153,8 +158,8 @@ def repair_metadata(submission: NotebookNode, release: NotebookNode) -> list[str
                 if index != keep:
                     _drop_nbgrader(cells[index])
             others = ", ".join(str(i) for i in indices if i != keep)
-            notes.append(f"cell '{gid}' appears {len(indices)} times (copy and paste?): graded cell {keep}, "
-                         f"cell(s) {others} kept as ordinary cells")
+            notes.append(f"cell '{gid}' duplicated ({len(indices)} copies, copy and paste?): cell {keep} stays "
+                         f"graded, cell(s) {others} become ordinary cells")
         else:
             keep = indices[0]
         cell = submission.cells[keep]

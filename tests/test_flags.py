@@ -82,6 +82,7 @@ OBFUSCATIONS = {
                "from sys import _getframe as g\ng()", "frame.f_back.f_globals['x'] = 1", "tb.tb_frame.f_locals",
                "import inspect as i\ni.stack()"],
     "internals": ["f.__code__ = g.__code__", "object.__subclasses__()", "check.__globals__['ok'] = True"],
+    "source": ["import inspect\ninspect.getsource(f)", "import dis\ndis.dis(f)", "from inspect import getsource"],
     "gc": ["import gc\ngc.get_objects()", "from gc import get_referrers\nget_referrers(x)"],
     "modules": ["import sys\nsys.modules['grading'] = None", "from sys import modules\nmodules.clear()",
                 "import sys as s\nm = s.modules"],
@@ -213,3 +214,13 @@ def test_locked_and_answer_cells(optimization):
     answer = next(c for c in nb.cells if is_solution(c))
     answer.source += "\nimport ctypes"
     assert review_flags(nb, release) == [f"cell {nb.cells.index(answer)}: {LABELS['ctypes']}"]
+
+
+def test_pathological_cells_do_not_break_the_check(optimization):
+    """A deeply nested expression and a huge cell are flagged as unchecked, not crashes."""
+    release, nb = optimization
+    with_cell(nb, "x = a" + ".b" * 2_000)
+    with_cell(nb, "y = 1\n" * 300_000, 3)
+    flags = review_flags(nb, release)
+    assert "cell 2: code nested too deeply to check automatically" in flags
+    assert any(f.startswith("cell 3: a code cell of") and "too large" in f for f in flags)

@@ -147,8 +147,8 @@ def test_duplicated_graded_cells_keep_one_graded_copy(corpus):
     kept_test = repaired.cells[_cell_index(repaired, test_id)]
     assert kept_test.source == next(c.source for c in release.cells if grade_id(c) == test_id)
     assert repaired.cells[_cell_index(repaired, solution_id)].source.endswith("# my second try")
-    assert any(f"'{test_id}' appears 2 times" in n for n in notes)
-    assert any(f"'{solution_id}' appears 2 times" in n for n in notes)
+    assert any(f"'{test_id}' duplicated (2 copies" in n for n in notes)
+    assert any(f"'{solution_id}' duplicated (2 copies" in n for n in notes)
 
 
 def test_cell_from_the_other_assignment_loses_its_metadata(corpus):
@@ -161,7 +161,7 @@ def test_cell_from_the_other_assignment_loses_its_metadata(corpus):
     repaired, notes, _ = prepared(nb, release)
     assert ids(repaired) == ids(release)
     assert repaired.cells[3].source == foreign.source and "nbgrader" not in repaired.cells[3].metadata
-    assert any(f"'{grade_id(foreign)}' is not part of this assignment" in n for n in notes)
+    assert any(f"'{grade_id(foreign)}' comes from another assignment" in n for n in notes)
 
 
 def release_assignment(release) -> str:
@@ -203,3 +203,14 @@ def test_old_nbformat_is_upgraded_with_unique_ids(corpus):
     repaired, notes, _ = prepare_submission(json.dumps(data), release)
     assert repaired.nbformat_minor == 5 and len({c.id for c in repaired.cells}) == len(repaired.cells)
     assert notes == ["nbformat 4.4 upgraded to 4.5"]
+
+
+def test_malformed_nbgrader_metadata_is_dropped(corpus):
+    """nbgrader metadata that is not a dict, or a grade_id that is not a string, is dropped with a note."""
+    release, cases = corpus
+    nb = copy.deepcopy(cases["reference"].notebook)
+    nb.cells.insert(2, nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": "oops"}))
+    nb.cells.insert(2, nbformat.v4.new_code_cell("y = 1", metadata={"nbgrader": {"grade_id": ["a"], "grade": True}}))
+    repaired, notes, _ = prepared(nb, release)
+    assert ids(repaired) == ids(release)
+    assert sum("malformed nbgrader metadata dropped" in n for n in notes) == 2

@@ -34,6 +34,7 @@ import os
 import re
 import unicodedata
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable, Iterator, Optional
@@ -59,6 +60,13 @@ class TooLarge(ValueError):
     """A notebook (or archive) expands beyond a limit."""
 
 
+class Unreadable(ValueError):
+    """A notebook that cannot be read (a damaged zip member, a file gone)."""
+
+
+READ_ERRORS = (OSError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
+
+
 @dataclass
 class Submission:
     """One student's notebook, as handed in; its bytes are read on demand with ``read()``."""
@@ -74,9 +82,12 @@ class Submission:
     notes: list[str] = field(default_factory=list)
 
     def read(self) -> bytes:
-        """The notebook's bytes (read now, bounded by the size limit)."""
-        with self.opener() as stream:
-            data = stream.read(self.max_bytes + 1)
+        """The notebook's bytes, read now; TooLarge past the size limit, Unreadable (both ValueError)."""
+        try:
+            with self.opener() as stream:
+                data = stream.read(self.max_bytes + 1)
+        except READ_ERRORS as exc:
+            raise Unreadable(f"{self.origin}: unreadable ({type(exc).__name__}: {exc})") from exc
         if len(data) > self.max_bytes:
             raise TooLarge(f"{self.origin}: larger than {self.max_bytes // 2**20} MB")
         return data
@@ -217,6 +228,8 @@ def collect(path: Path, pattern: Optional[str] = None, limits: Optional[CollectL
     limits = limits or CollectLimits()
     if max_notebook_bytes is not None:
         limits = dataclasses.replace(limits, max_notebook_bytes=max_notebook_bytes)
+    if pattern and "student_id" not in re.compile(pattern).groupindex:
+        raise ValueError(f"the pattern {pattern!r} needs a named group (?P<student_id>...)")
     found: dict[str, list[Submission]] = {}
     warnings: list[str] = []
     budget = limits.max_total_bytes
@@ -241,7 +254,7 @@ def collect(path: Path, pattern: Optional[str] = None, limits: Optional[CollectL
             warnings.append(f"{relative}: {exc}")
             budget -= min(budget, limits.max_notebook_bytes)
             continue
-        except (OSError, zipfile.BadZipFile, NotImplementedError, RuntimeError, EOFError, ValueError) as exc:
+        except (*READ_ERRORS, ValueError) as exc:
             warnings.append(f"{relative}: unreadable ({type(exc).__name__}: {exc}), left out")
             continue
         budget -= size

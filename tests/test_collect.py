@@ -183,3 +183,19 @@ def test_read_is_bounded_when_a_file_grows(tmp_path):
     path.write_text("x" * 1000)
     with pytest.raises(ValueError, match="larger than"):
         sub.read()
+
+
+def test_damaged_member_and_bad_pattern(tmp_path):
+    """A member damaged after collect() reads as Unreadable (a ValueError); a pattern without the
+    student_id group is refused at once."""
+    archive = tmp_path / "lms.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("alice/optimization.ipynb", "{" + " " * 10_000 + "}")
+    (sub,), _ = collect(archive)
+    data = bytearray(archive.read_bytes())
+    data[40:60] = b"\xff" * 20  # inside the compressed data
+    archive.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="unreadable"):
+        sub.read()
+    with pytest.raises(ValueError, match="named group"):
+        collect(archive, pattern=r"^(\w+)/")

@@ -13,7 +13,7 @@ Student ids (``student_id_of``): the name as found (NFC-normalized, so a macOS z
 ``Zoë`` is the same student) when it is already a safe id (``[A-Za-z0-9_][A-Za-z0-9._-]*``, at most
 40 characters, not ending in what looks like our hash); otherwise an ASCII slug of it (accents
 dropped by NFKD, other characters become ``-``) plus ``-`` and 10 hex digits of the SHA-256 of the
-name. So ``张三`` -> ``student-1c4e...``, ``Zoë`` -> ``Zoe-...``, ``Ng, Anh`` -> ``Ng-Anh-...``:
+name. So ``张三`` -> ``student-1d841bc0ee``, ``Zoë`` -> ``Zoe-c6a1269858``, ``Ng, Anh`` -> ``Ng-Anh-222700571b``:
 ids depend on the name alone (stable across batches), two names never share an id (short of a hash
 collision, which ``collect`` detects and resolves with the full hash), and every id is a valid folder
 name and gradebook key. The original name is kept as ``Submission.student_name``.

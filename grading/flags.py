@@ -367,7 +367,8 @@ class _Visitor(ast.NodeVisitor):
                 self.check_name(node, literal)
         if func in ATTR_FUNCS and len(node.args) >= 2:
             literal = _fold(node.args[1])
-            if literal is None:
+            on_self = isinstance(node.args[0], ast.Name) and node.args[0].id == "self"
+            if literal is None and not on_self:  # setattr(self, key, value) is an ordinary idiom
                 self.add(node, "attr")
             elif func.endswith(("setattr", "delattr")):
                 self._assigned(node, node.args[0], literal)

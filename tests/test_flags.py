@@ -139,7 +139,9 @@ def test_ordinary_code_raises_no_flag(optimization):
                   "x = torch.randn(3, requires_grad=True)\nloss = (x ** 2).sum()\nloss.backward()\n"
                   "print(f'grad {x.grad}', np.mean([1, 2]), math.sqrt(2))\nplt.plot([1, 2])\n"
                   "%matplotlib inline\nhistory = {'loss': []}\nhistory['loss'].append(loss.item())\n"
-                  "torch.backends.cudnn.deterministic = True\nimport gc\ngc.collect()")
+                  "torch.backends.cudnn.deterministic = True\nimport gc\ngc.collect()\n"
+                  "class Logger:\n    def __init__(self, **settings):\n        for key, value in settings.items():\n"
+                  "            setattr(self, key, value)")
     assert review_flags(nb, release) == []
 
 

@@ -5,9 +5,10 @@ Works on cgroup v2 (``memory.max``, ``memory.swap.max``, ``pids.max``, ``cpu.wei
 ``ROOT`` holds: v2 when ``ROOT/cgroup.controllers`` offers memory and pids, else the v1 hierarchies
 ``ROOT/memory``, ``ROOT/pids`` and ``ROOT/cpu`` (a hybrid host's controller-less ``unified`` is ignored).
 
-Layout: ``<parent>/course-grading/<name>``. On v2 the parent is the hierarchy's root (the only cgroup
-exempt from v2's "no processes in inner nodes" rule); on v1 it is the caller's own cgroup of each
-controller, so the kernels stay inside whatever limits the grader itself runs under.
+Layout: ``<hierarchy root>/course-grading/<name>`` on v2 (the root is the only cgroup exempt from v2's
+"no processes in inner nodes" rule) and in each v1 hierarchy. Not nested in the grader's own cgroup:
+every run finds (and sweeps) the same place, and no group is left inside a cgroup that whoever runs
+the grader may want to delete.
 
 Life cycle: the kernel launcher (root, before it drops privileges and execs bwrap) calls ``create`` and
 ``enter``; children inherit the group. Nothing runs after the exec, so whoever started the kernel calls
@@ -61,20 +62,11 @@ def version(root: str = ROOT) -> int:
                       f"v1 controllers {', '.join(missing)} are mounted there")
 
 
-def _own_v1_path(controller: str) -> str:
-    """The caller's cgroup path in a v1 controller's hierarchy (from /proc/self/cgroup)."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, names, path = line.split(":", 2)
-        if controller in names.split(","):
-            return path if not path.startswith("/..") else "/"
-    return "/"
-
-
 def parents(root: str = ROOT) -> list[Path]:
     """The ``course-grading`` folders the kernels' groups go into (one per v1 controller, one on v2)."""
     if version(root) == 2:
         return [Path(root) / PARENT]
-    return [Path(root) / c / _own_v1_path(c).lstrip("/") / PARENT for c in V1_CONTROLLERS]
+    return [Path(root) / c / PARENT for c in V1_CONTROLLERS]
 
 
 def _write(path: Path, value: str) -> None:

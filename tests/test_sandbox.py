@@ -237,18 +237,22 @@ def test_cgroup_counts_children_and_is_removed():
 @needs_cgroups
 def test_sweep_removes_only_empty_groups():
     """sweep() deletes an empty leftover group but not one with a process in it."""
-    empty, busy = f"stale-{os.getpid()}", f"busy-{os.getpid()}"
-    cgroups.create(empty, cgroups.Limits(), cgroups.ROOT)
+    empty, busy, young = f"stale-{os.getpid()}", f"busy-{os.getpid()}", f"young-{os.getpid()}"
+    for group in cgroups.create(empty, cgroups.Limits(), cgroups.ROOT):
+        os.utime(group, (0, 0))  # left there long ago
+    cgroups.create(young, cgroups.Limits(), cgroups.ROOT)  # a launcher about to enter it
     groups = cgroups.create(busy, cgroups.Limits(), cgroups.ROOT)
     sleeper = subprocess.Popen(["sleep", "60"], preexec_fn=lambda: cgroups.enter(groups))
     try:
-        cgroups.sweep(cgroups.ROOT, min_age_s=0)
+        for group in groups:
+            os.utime(group, (0, 0))
+        cgroups.sweep(cgroups.ROOT)
         parents = cgroups.parents()
         assert not any((p / empty).exists() for p in parents)
-        assert all((p / busy).exists() for p in parents)
+        assert all((p / busy).exists() and (p / young).exists() for p in parents)
     finally:
-        cgroups.remove(busy)
-        cgroups.remove(empty)
+        for name in (busy, empty, young):
+            cgroups.remove(name)
         sleeper.wait()
 
 

@@ -31,7 +31,8 @@ from grading.course import EXERCISES, is_locked, is_solution
 DELEGATION = "delegates to torch.optim (not allowed; see the instructor docs)"
 HIDDEN_WORDS = ("nbgrader", "grading", "probe", "torch.optim", "getframe", "builtins", "sys.modules",
                 "__import__", "ctypes", "subprocess", "socket", "f_back", "f_globals", "f_locals", "__code__")
-GRADER_STRING = re.compile(r"(?<![a-z])(nb)?grading\b|course_grading", re.IGNORECASE)
+# a module or path of the grader in a string literal ("grading.probe", "/grading/results"), not prose
+GRADER_STRING = re.compile(r"\bnbgrader\b|course_grading|(?<![a-z])grading(?=[./])|/grading\b", re.IGNORECASE)
 DEFAULT_ALIASES = {"np": "numpy", "nn": "torch.nn", "F": "torch.nn.functional"}
 MONITORED_ROOTS = ("torch", "numpy", "course_lib", "random", "math", "IPython", "sys", "os")
 ALLOWED_ASSIGNMENTS = ("torch.backends.",)

@@ -64,7 +64,8 @@ def test_only_the_students_lines_count(optimization):
 
 OBFUSCATIONS = {
     "grader": ["import grading.probe", "from nbgrader.api import Gradebook",
-               "open('/grading/results/adam.safetensors', 'wb')"],
+               "open('/grading/results/adam.safetensors', 'wb')", "m = sys.modules.get('grading.probe')",
+               "os.environ['COURSE_GRADING_RESULTS'] = '/tmp'"],
     "builds the name 'grading'": ['name = "gra" + "ding"', "m = ''.join(['gr', 'ading'])",
                                   "n = 'gnidarg'[::-1]", "x = chr(103) + chr(114) + 'ading'",
                                   "y = '%s%s' % ('gra', 'ding')", "z = '{}{}'.format('gra', 'ding')",
@@ -140,6 +141,7 @@ def test_ordinary_code_raises_no_flag(optimization):
                   "print(f'grad {x.grad}', np.mean([1, 2]), math.sqrt(2))\nplt.plot([1, 2])\n"
                   "%matplotlib inline\nhistory = {'loss': []}\nhistory['loss'].append(loss.item())\n"
                   "torch.backends.cudnn.deterministic = True\nimport gc\ngc.collect()\n"
+                  "print('Ready for grading: my upgrading of the optimizer is done')\n"
                   "class Logger:\n    def __init__(self, **settings):\n        for key, value in settings.items():\n"
                   "            setattr(self, key, value)")
     assert review_flags(nb, release) == []

@@ -41,7 +41,6 @@ from grading import gradebook, sandbox, verdicts
 from grading.collect import collect
 from grading.course import EXERCISES, Exercise
 from grading.feedback import ExerciseFeedback, compose_feedback, find_leaks, grading_code_lines
-from grading.flags import review_flags
 from grading.metadata import prepare_submission
 from grading.release import colab_cells
 from grading.settings import GradingSettings
@@ -143,8 +142,7 @@ def _place(batch: _Batch, student: str, data: bytes) -> tuple[bool, list[str], l
         shutil.rmtree(target.parent)
     target.parent.mkdir(parents=True)
     try:
-        nb, notes, _ = prepare_submission(data.decode("utf-8", errors="replace"), batch.release)
-        flags = review_flags(nb, batch.release)
+        nb, notes, flags = prepare_submission(data.decode("utf-8", errors="replace"), batch.release)
         target.write_text(nbformat.writes(nb))
         return True, notes, flags
     except Exception as exc:  # not a notebook at all: nbgrader gets nothing and the row says why

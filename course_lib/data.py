@@ -234,7 +234,7 @@ class BatchLoader:
             order = torch.randperm(n, generator=self.generator).to(self.images.device)
             for start in range(0, stop, self.batch_size):
                 idx = order[start:start + self.batch_size]
-                yield self.images[idx], self.labels[idx]
+                yield self.images.index_select(0, idx), self.labels.index_select(0, idx)  # faster than [idx]
         else:
             for start in range(0, stop, self.batch_size):
                 yield self.images[start:start + self.batch_size], self.labels[start:start + self.batch_size]

@@ -159,8 +159,9 @@ def plot_surface(
     cmap=cm.viridis,
     title: str = "Pathological curvature",
     ax: Optional[Axes] = None,
+    alpha: float = 1.0,
 ) -> Axes:
-    """Draw a loss surface over (w1, w2), as a 3D surface or a 2D heat map; return the axes."""
+    """Draw a loss surface over (w1, w2), as a 3D surface or a 2D heat map (``alpha``: its opacity)."""
     if ax is None:
         fig = new_figure((6, 4.5))
         ax = fig.add_subplot(projection="3d" if plot_3d else None)
@@ -169,7 +170,8 @@ def plot_surface(
         ax.plot_surface(w1, w2, z, cmap=cmap, linewidth=1, antialiased=False)
         ax.set_zlabel("loss")
     else:
-        ax.imshow(z[::-1], cmap=cmap, extent=(x_range[0], x_range[1], y_range[0], y_range[1]), aspect="auto")
+        ax.imshow(z[::-1], cmap=cmap, extent=(x_range[0], x_range[1], y_range[0], y_range[1]), aspect="auto",
+                  alpha=alpha)
     ax.set_title(title)
     ax.set_xlabel(r"$w_1$")
     ax.set_ylabel(r"$w_2$")
@@ -193,8 +195,9 @@ def plot_trajectories(
         low, high = float(points[:, 1].min()), float(points[:, 1].max())
         pad = max(0.05 * (high - low), 1e-3)
         y_range = (low - pad, high + pad)
-    ax = plot_surface(loss, x_range=x_range, y_range=y_range, plot_3d=False, title=title, ax=ax)
-    colors = ["red", "blue", "grey", "orange", "magenta", "cyan"]
+    # a faded map, so that every path stands out against it
+    ax = plot_surface(loss, x_range=x_range, y_range=y_range, plot_3d=False, title=title, ax=ax, alpha=0.45)
+    colors = ["red", "blue", "black", "darkorange", "magenta", "cyan"]
     markers = ["o", "s", "^", "D", "v", "P"]
     count = len(trajectories)
     for rank, (name, path) in enumerate(trajectories.items()):

@@ -1,17 +1,26 @@
 """Seconds per FashionMNIST epoch: course_lib's training against the seed tutorial's design and
 against the machine's GEMM floor. Not a test: it prints a table, and as its last line one JSON object.
 
-    python benchmarks/train_speed.py            # full: 2 seed epochs, 3 epochs of each course_lib variant
-    python benchmarks/train_speed.py --quick    # seconds-long smoke run (CI)
+    python benchmarks/train_speed.py              # full: 3 timed rounds, 2 seed epochs
+    python benchmarks/train_speed.py --quick      # seconds-long smoke run (CI)
+    python benchmarks/train_speed.py --compile    # also torch.compile: its one-off compile time and s/epoch
 
 An epoch is one pass over the 50k training images in batches of 256 plus the validation pass.
 - seed: torchvision dataset with a per-image ToTensor+Normalize, DataLoader(batch 256, shuffle,
-  drop_last, pin_memory) for training and batch 1024 for validation, hand-written Adam.
+  drop_last, pin_memory) for training and batch 1024 for validation, the seed's out-of-place Adam.
 - torch_optim: course_lib (tensors on the device, BatchLoader, train_epoch/evaluate), torch.optim.Adam
   (fused=True: one kernel for all parameters).
-- template_adam: the same, with the hand-written OptimizerTemplate Adam of the exercises.
-- floor: only the matrix products the epoch must do (torch.mm at the layer shapes: forward, the
-  weight gradients, the input gradients of every layer but the first, and the validation forward).
+- template_adam, template_sgd, template_sgd_momentum: the same loop with the exercises' OptimizerTemplate
+  subclasses, taken from the solution cells of solutions/optimization/optimization.ipynb as students write them.
+- floor: only the matrix products the epoch must do (torch.mm at the layer shapes and batch sizes of
+  the epoch: forward, the weight gradients, the input gradients of every layer but the first, and the
+  validation forward at evaluate's batch size). For information, the floor plus one fused torch Adam
+  step per batch (the optimizer's own memory traffic, which no training loop can avoid).
+
+The course_lib designs and the floor run interleaved, one epoch of each per round (the first round is
+a warm-up), so a noisy machine slows them alike; "vs floor" is the median over rounds of each round's
+ratio. ``retrain_estimate_s`` is the optimization notebook's retrain (SGD, SGDMomentum and Adam, 40
+epochs each) from the measured seconds per epoch.
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ import platform
 import statistics
 import sys
 import time
+from pathlib import Path
+from typing import Callable, Dict, List
 
 import torch
 import torch.nn.functional as F
@@ -30,17 +41,28 @@ import torchvision
 from torch.utils.data import DataLoader, random_split
 from torchvision import transforms
 
-from course_lib.data import BatchLoader, FashionMNISTSplits, TRAIN_MEAN, TRAIN_STD, load_fashion_mnist, prepare_fashion_mnist
-from course_lib.device import seed_everything, try_gpu
-from course_lib.models import BaseNetwork
-from course_lib.optim import OptimizerTemplate
-from course_lib.training import evaluate, train_epoch
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from course_lib.data import (  # noqa: E402
+    TRAIN_MEAN,
+    TRAIN_STD,
+    BatchLoader,
+    FashionMNISTSplits,
+    load_fashion_mnist,
+    prepare_fashion_mnist,
+)
+from course_lib.device import seed_everything, try_gpu  # noqa: E402
+from course_lib.models import BaseNetwork  # noqa: E402
+from course_lib.optim import OptimizerTemplate  # noqa: E402
+from course_lib.training import evaluate, train_epoch  # noqa: E402
 
 HIDDEN = (512, 256, 256, 128)
+BATCH, EVAL_BATCH = 256, 10_000  # train_model's batch size and evaluate's default
+RETRAIN_EPOCHS = 40
+TARGETS = {"torch_optim": 1.15, "template_adam": 1.5}  # at most this many times the floor
 
 
-class TemplateAdam(OptimizerTemplate):
-    """The seed's hand-written Adam (bias-corrected, eps after the square root)."""
+class SeedAdam(OptimizerTemplate):
+    """The seed's hand-written Adam (out of place, bias-corrected, eps after the square root)."""
 
     def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
         super().__init__(params, lr)
@@ -59,6 +81,13 @@ class TemplateAdam(OptimizerTemplate):
         p_mom = self.param_momentum[p] / bias_correction_1
         p_lr = self.lr / (torch.sqrt(p_2nd_mom) + self.eps)
         p.add_(-p_lr * p_mom)
+
+
+def exercise_optimizers() -> Dict[str, Callable]:
+    """The exercises' SGD, SGDMomentum and Adam classes, from the solution notebook's graded cells."""
+    from grading.solutions import solution_namespace
+
+    return {name: solution_namespace("optimization")[name] for name in ("SGD", "SGDMomentum", "Adam")}
 
 
 def torch_adam(params) -> torch.optim.Adam:
@@ -85,10 +114,10 @@ def seed_design_epochs(epochs: int, limit: int | None, device: torch.device) -> 
         train_set = torch.utils.data.Subset(train_set, range(limit))
         val_set = torch.utils.data.Subset(val_set, range(limit // 5))
     pin = device.type == "cuda"
-    train_loader = DataLoader(train_set, batch_size=256, shuffle=True, drop_last=True, pin_memory=pin)
+    train_loader = DataLoader(train_set, batch_size=BATCH, shuffle=True, drop_last=True, pin_memory=pin)
     val_loader = DataLoader(val_set, batch_size=1024, shuffle=False, drop_last=False)
     model = BaseNetwork("relu", hidden_sizes=HIDDEN).to(device)
-    optimizer = TemplateAdam(model.parameters(), lr=1e-3)
+    optimizer = SeedAdam(model.parameters(), lr=1e-3)
     times = []
     for _ in range(epochs):
         start = time.perf_counter()
@@ -101,50 +130,72 @@ def seed_design_epochs(epochs: int, limit: int | None, device: torch.device) -> 
             optimizer.step()
         model.eval()
         with torch.no_grad():
-            for imgs, labels in val_loader:
+            for imgs, _labels in val_loader:
                 model(imgs.to(device)).argmax(dim=-1)
         sync(device)
         times.append(time.perf_counter() - start)
     return times
 
 
-def course_lib_epochs(data: FashionMNISTSplits, optimizer_factory, epochs: int) -> list[float]:
-    """Seconds per epoch of course_lib's loop (train_epoch + evaluate on the validation set)."""
+def course_lib_epoch(data: FashionMNISTSplits, optimizer_factory, compile_model: bool = False) -> Callable[[], None]:
+    """One epoch of course_lib's loop (train_epoch + evaluate on the validation set), as a callable."""
     model = BaseNetwork("relu", hidden_sizes=HIDDEN).to(data.device)
     optimizer = optimizer_factory(model.parameters())
-    loader = BatchLoader(data.train_images, data.train_labels, batch_size=256, shuffle=True,
+    loader = BatchLoader(data.train_images, data.train_labels, batch_size=BATCH, shuffle=True,
                          generator=torch.Generator().manual_seed(0))
-    times = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        train_epoch(model, optimizer, loader)
-        evaluate(model, data.val_images, data.val_labels)
-        sync(data.device)
-        times.append(time.perf_counter() - start)
-    return times
+    run_model = torch.compile(model) if compile_model else model
+
+    def epoch() -> None:
+        train_epoch(run_model, optimizer, loader)
+        evaluate(run_model, data.val_images, data.val_labels)
+
+    return epoch
 
 
-def gemm_floor_epoch(n_train: int, n_val: int, device: torch.device, repeats: int) -> float:
-    """Seconds per epoch spent in the matrix products alone (best of ``repeats``)."""
+def gemm_floor(n_train: int, n_val: int, device: torch.device) -> Dict[str, Callable[..., None]]:
+    """The matrix products alone: an epoch of them, one training batch, one validation pass."""
     sizes = [784, *HIDDEN, 10]
     weights = [torch.randn(o, i, device=device) for i, o in zip(sizes[:-1], sizes[1:])]
-    acts = [torch.randn(256, s, device=device) for s in sizes]
-    val_in = torch.randn(4096, 784, device=device)
+    batches = [BATCH] * (n_train // BATCH) + ([n_train % BATCH] if n_train % BATCH else [])
+    acts = {b: [torch.randn(b, s, device=device) for s in sizes] for b in set(batches)}
+    val_in = [torch.randn(min(EVAL_BATCH, n_val - s), 784, device=device) for s in range(0, n_val, EVAL_BATCH)]
 
-    def train_batch() -> None:
+    def train_batch(b: int = BATCH) -> None:
+        a = acts[b]
         for k, w in enumerate(weights):
-            torch.mm(acts[k], w.t())  # forward
-            torch.mm(acts[k + 1].t(), acts[k])  # weight gradient [out, in]
+            torch.mm(a[k], w.t())  # forward
+            torch.mm(a[k + 1].t(), a[k])  # weight gradient [out, in]
             if k > 0:
-                torch.mm(acts[k + 1], w)  # input gradient
+                torch.mm(a[k + 1], w)  # input gradient
 
-    def val_batch() -> None:
-        x = val_in
-        for w in weights:
-            x = torch.mm(x, w.t())
+    def val_pass() -> None:
+        for x in val_in:
+            for w in weights:
+                x = torch.mm(x, w.t())
 
-    def best(fn, n: int) -> float:
-        fn()
+    def epoch() -> None:
+        for b in batches:
+            train_batch(b)
+        val_pass()
+
+    params = [torch.nn.Parameter(torch.randn(o, i, device=device)) for i, o in zip(sizes[:-1], sizes[1:])]
+    params += [torch.nn.Parameter(torch.randn(o, device=device)) for o in sizes[1:]]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    adam = torch_adam(params)
+
+    def epoch_with_adam() -> None:
+        for b in batches:
+            train_batch(b)
+            adam.step()
+        val_pass()
+
+    return {"epoch": epoch, "epoch_with_adam": epoch_with_adam, "train_batch": train_batch, "val_pass": val_pass}
+
+
+def best_chunk_floor(floor: Dict[str, Callable[..., None]], n_train: int, device: torch.device, chunks: int) -> float:
+    """The floor as measured before: the best of ``chunks`` chunks of 20 training batches, scaled, + validation."""
+    def best(fn: Callable[[], None], n: int, repeats: int) -> float:
         results = []
         for _ in range(repeats):
             sync(device)
@@ -155,18 +206,38 @@ def gemm_floor_epoch(n_train: int, n_val: int, device: torch.device, repeats: in
             results.append((time.perf_counter() - start) / n)
         return min(results)
 
-    return best(train_batch, 20) * n_train / 256 + best(val_batch, 3) * n_val / 4096
+    return best(floor["train_batch"], 20, chunks) * n_train / BATCH + best(floor["val_pass"], 1, 3)
+
+
+def interleaved(designs: Dict[str, Callable[[], None]], rounds: int, device: torch.device) -> Dict[str, List[float]]:
+    """Seconds of one epoch of each design per round, designs interleaved (order rotated each round)."""
+    names = list(designs)
+    times: Dict[str, List[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            sync(device)
+            start = time.perf_counter()
+            designs[name]()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def main() -> None:
-    """Run all four measurements and print the table and the JSON line."""
+    """Run the measurements and print the table and the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run on 5k images")
     parser.add_argument("--seed-epochs", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=3, help="epochs of each course_lib variant")
+    parser.add_argument("--epochs", type=int, default=3, help="timed rounds (one epoch of each design per round)")
+    parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (compile time separately)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     seed_everything(0)
     device = try_gpu()
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     limit = 5_120 if args.quick else None
     seed_epochs, epochs = (1, 1) if args.quick else (args.seed_epochs, args.epochs)
 
@@ -176,31 +247,83 @@ def main() -> None:
                                   data.val_labels[: limit // 5], data.test_images, data.test_labels)
     n_train, n_val = len(data.train_labels), len(data.val_labels)
 
-    # Skip each variant's first epoch when there are several: it pays for warm-up allocations.
-    def typical(times: list[float]) -> float:
-        return statistics.median(times[1:] if len(times) > 1 else times)
+    exercise = exercise_optimizers()
+    floor = gemm_floor(n_train, n_val, device)
+    designs = {
+        "torch_optim": course_lib_epoch(data, torch_adam),
+        "template_adam": course_lib_epoch(data, lambda p: exercise["Adam"](p, lr=1e-3)),
+        "template_sgd": course_lib_epoch(data, lambda p: exercise["SGD"](p, lr=1e-1)),
+        "template_sgd_momentum": course_lib_epoch(data, lambda p: exercise["SGDMomentum"](p, lr=1e-1, momentum=0.9)),
+        "floor": floor["epoch"],
+        "floor_with_adam": floor["epoch_with_adam"],
+    }
+    raw = interleaved(designs, epochs + 1, device)
+    times = {name: ts[1:] if len(ts) > 1 else ts for name, ts in raw.items()}  # round 0 is a warm-up
+    s_per_epoch = {name: statistics.median(ts) for name, ts in times.items()}
+    vs_floor = {name: statistics.median(t / f for t, f in zip(ts, times["floor"])) for name, ts in times.items()}
+    floor_s = s_per_epoch["floor"]
+    old_floor_s = best_chunk_floor(floor, n_train, device, chunks=2 if args.quick else 5)
+
+    compiled = {}
+    if args.compile:
+        compiled_times = interleaved({"compiled": course_lib_epoch(data, torch_adam, compile_model=True)},
+                                     epochs + 1, device)["compiled"]
+        compiled_s = statistics.median(compiled_times[1:] or compiled_times)
+        compiled = {"compiled_s_per_epoch": round(compiled_s, 4),
+                    "compile_s": round(compiled_times[0] - compiled_s, 1),
+                    "compile_pays_off_in_40_epochs": compiled_times[0] - compiled_s
+                    < RETRAIN_EPOCHS * (s_per_epoch["torch_optim"] - compiled_s)}
 
     # The seed's design runs last: its DataLoader churn leaves the allocator slower for what follows.
-    torch_s = typical(course_lib_epochs(data, torch_adam, epochs + 1))
-    template_s = typical(course_lib_epochs(data, lambda p: TemplateAdam(p, lr=1e-3), epochs + 1))
-    floor_s = gemm_floor_epoch(n_train, n_val, device, repeats=3 if args.quick else 7)
-    seed_s = typical(seed_design_epochs(seed_epochs, limit, device))
+    seed_times = seed_design_epochs(seed_epochs, limit, device)
+    seed_s = statistics.median(seed_times[1:] if len(seed_times) > 1 else seed_times)
+    retrain_s = (RETRAIN_EPOCHS * (50_000 / n_train)
+                 * sum(s_per_epoch[k] for k in ("template_sgd", "template_sgd_momentum", "template_adam")))
+    load_after = os.getloadavg()[0]
 
-    print(f"device {device} ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {n_train} training images per epoch{' (quick)' if args.quick else ''}")
-    print(f"{'design':<38}{'s/epoch':>9}{'vs seed':>9}{'vs floor':>10}")
-    rows = [("seed: DataLoader + per-image transform", seed_s), ("course_lib + torch.optim.Adam(fused)", torch_s),
-            ("course_lib + hand-written template Adam", template_s), ("GEMM floor (torch.mm only)", floor_s)]
-    for name, seconds in rows:
-        print(f"{name:<38}{seconds:>9.3f}{seed_s / seconds:>8.1f}x{seconds / floor_s:>9.2f}x")
+    where = f"{device}" + (f" ({gpu})" if gpu else f" ({platform.processor() or platform.machine()})")
+    print(f"device {where}, torch {torch.__version__}, {torch.get_num_threads()} threads, {n_train} training "
+          f"images per epoch{' (quick)' if args.quick else ''}, {len(times['floor'])} timed rounds, "
+          f"load average {load_before:.1f} -> {load_after:.1f}")
+    print(f"{'design':<44}{'s/epoch':>9}{'vs seed':>9}{'vs floor':>10}")
+    rows = [("seed: DataLoader + per-image transform", seed_s, None),
+            ("course_lib + torch.optim.Adam(fused)", s_per_epoch["torch_optim"], "torch_optim"),
+            ("course_lib + exercises' template Adam", s_per_epoch["template_adam"], "template_adam"),
+            ("course_lib + exercises' template SGD", s_per_epoch["template_sgd"], "template_sgd"),
+            ("course_lib + exercises' template SGDMomentum", s_per_epoch["template_sgd_momentum"],
+             "template_sgd_momentum"),
+            ("GEMM floor (torch.mm only)", floor_s, "floor"),
+            ("GEMM floor + fused Adam step (information)", s_per_epoch["floor_with_adam"], "floor_with_adam")]
+    for name, seconds, key in rows:
+        ratio = vs_floor[key] if key else seconds / floor_s
+        print(f"{name:<44}{seconds:>9.3f}{seed_s / seconds:>8.1f}x{ratio:>9.2f}x")
+    print(f"floor as measured before (best of 5 chunks of 20 batches, scaled): {old_floor_s:.3f} s/epoch")
+    print(f"optimization notebook retrain (3 optimizers x {RETRAIN_EPOCHS} epochs), estimated: {retrain_s:.0f} s")
+    if compiled:
+        pays = compiled["compile_pays_off_in_40_epochs"]
+        print(f"torch.compile: {compiled['compiled_s_per_epoch']:.3f} s/epoch after a one-off "
+              f"{compiled['compile_s']} s compile (pays off within {RETRAIN_EPOCHS} epochs: {pays})")
     print(json.dumps({
-        "quick": args.quick, "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(), "python": sys.version.split()[0], "train_images": n_train,
-        "seed_s_per_epoch": round(seed_s, 4), "torch_optim_s_per_epoch": round(torch_s, 4),
-        "template_adam_s_per_epoch": round(template_s, 4), "floor_s_per_epoch": round(floor_s, 4),
-        "speedup_torch_optim_vs_seed": round(seed_s / torch_s, 2),
-        "speedup_template_adam_vs_seed": round(seed_s / template_s, 2),
-        "torch_optim_vs_floor": round(torch_s / floor_s, 3),
+        "quick": args.quick, "device": str(device), "gpu": gpu, "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
+        "train_images": n_train, "rounds": len(times["floor"]),
+        "load_avg_before": round(load_before, 2), "load_avg_after": round(load_after, 2),
+        "seed_s_per_epoch": round(seed_s, 4), "torch_optim_s_per_epoch": round(s_per_epoch["torch_optim"], 4),
+        "template_adam_s_per_epoch": round(s_per_epoch["template_adam"], 4),
+        "template_sgd_s_per_epoch": round(s_per_epoch["template_sgd"], 4),
+        "template_sgd_momentum_s_per_epoch": round(s_per_epoch["template_sgd_momentum"], 4),
+        "floor_s_per_epoch": round(floor_s, 4), "floor_best_chunk_s_per_epoch": round(old_floor_s, 4),
+        "floor_with_adam_s_per_epoch": round(s_per_epoch["floor_with_adam"], 4),
+        "floor_with_adam_vs_floor": round(vs_floor["floor_with_adam"], 3),
+        "speedup_torch_optim_vs_seed": round(seed_s / s_per_epoch["torch_optim"], 2),
+        "speedup_template_adam_vs_seed": round(seed_s / s_per_epoch["template_adam"], 2),
+        "torch_optim_vs_floor": round(vs_floor["torch_optim"], 3),
+        "template_adam_vs_floor": round(vs_floor["template_adam"], 3),
+        "targets_vs_floor": TARGETS,
+        "meets_targets": all(vs_floor[k] <= v for k, v in TARGETS.items()),
+        "retrain_epochs": RETRAIN_EPOCHS, "retrain_estimate_s": round(retrain_s, 1),
+        "per_round_s": {k: [round(t, 4) for t in ts] for k, ts in times.items()},
+        **compiled,
     }))
 
 

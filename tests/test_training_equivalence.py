@@ -97,3 +97,27 @@ def test_weights_and_validation_loss_match_the_plain_loop_each_epoch(small_fashi
     torch.testing.assert_close(torch.tensor(val_acc), torch.tensor(ref_acc), rtol=0, atol=2e-3)
     for a, b in zip(model.parameters(), ref_model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("act", ["identity", "tanh", "relu", "leaky_relu", "sigmoid"])
+def test_forward_matches_the_sequential_with_and_without_hooks(act):
+    """BaseNetwork's in-place forward gives the Sequential's logits and gradients, leaves its input alone,
+    and calls the modules one by one (so hooks see every activation) once a hook is registered."""
+    torch.manual_seed(0)
+    net = BaseNetwork(act, input_size=12, num_classes=3, hidden_sizes=(8, 5))
+    x = torch.randn(6, 12)
+    x_before = x.clone()
+    fast = net(x)
+    fast.square().sum().backward()
+    fast_grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    plain = net.layers(x)
+    plain.square().sum().backward()
+    assert torch.equal(x, x_before) and torch.equal(fast, plain)
+    assert all(torch.equal(p.grad, g) for p, g in zip(net.parameters(), fast_grads))
+    seen = []
+    handle = net.layers[1].register_forward_hook(lambda module, inputs, output: seen.append(output.clone()))
+    hooked = net(x)
+    handle.remove()
+    assert torch.equal(hooked, plain) and len(seen) == 1
+    assert torch.equal(seen[0], net.layers[1](net.layers[0](x)))

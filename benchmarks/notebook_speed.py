@@ -22,16 +22,17 @@ from pathlib import Path
 from nbclient import NotebookClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from course_lib.run_settings import RunSettings  # noqa: E402
+from grading.course import REPO_ROOT  # noqa: E402
 from grading.release import filled_release  # noqa: E402
-from grading.solutions import ROOT  # noqa: E402
 
 
-def run_notebook(assignment: str, **env: str) -> float:
+def run_notebook(assignment: str, quick: bool = False, retrain: bool = False) -> float:
     """Execute the filled-in student notebook in a scratch folder; return its wall time in seconds."""
     notebook = filled_release(assignment)
     with tempfile.TemporaryDirectory(prefix="notebook_speed_") as workdir:
-        full_env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT),
-                    "COURSE_CHECKPOINTS": str(Path(workdir) / "checkpoints"), **env}
+        settings = RunSettings(quick=quick, retrain=retrain or quick, checkpoint_dir=Path(workdir) / "checkpoints")
+        full_env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(REPO_ROOT), **settings.as_env()}
         start = time.perf_counter()
         NotebookClient(notebook, timeout=None, kernel_name="python3",
                        resources={"metadata": {"path": workdir}}).execute(env=full_env)
@@ -45,8 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     notebook_s = run_notebook("optimization")
     print(f"optimization notebook with shipped results: {notebook_s:.1f} s", file=sys.stderr)
-    retrain_env = {"COURSE_QUICK": "1"} if args.quick else {"COURSE_RETRAIN": "1"}
-    with_retrain_s = run_notebook("optimization", **retrain_env)
+    with_retrain_s = run_notebook("optimization", quick=args.quick, retrain=True)
     print(f"... retraining all three ({'1 epoch' if args.quick else '40 epochs'}): {with_retrain_s:.1f} s",
           file=sys.stderr)
     import torch

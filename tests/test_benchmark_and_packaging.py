@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from course_lib.run_settings import TRAINED_DIR
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -58,7 +60,7 @@ def test_wheel_holds_the_library_and_its_shipped_files(wheel):
         names = set(archive.namelist())
     for module in (REPO / "course_lib").glob("*.py"):
         assert f"course_lib/{module.name}" in names
-    for shipped in (REPO / "course_lib" / "trained").glob("*"):
+    for shipped in TRAINED_DIR.glob("*"):
         if shipped.suffix in (".json", ".pt"):
             assert f"course_lib/trained/{shipped.name}" in names
     assert not any(n.startswith(("tests/", "grading/", "solutions/")) for n in names)

@@ -360,6 +360,10 @@ def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, s
     nb.cells.append(_code(SWALLOW_INTERRUPT))
     cases["swallows_interrupt"] = Case(nb, full)
     nb = reference()
+    for _ in range(12):  # each cell stays under the per-cell limit; together they pass the submission's
+        nb.cells.append(_code("import time\ntime.sleep(15)"))
+    cases["slow_past_submission_limit"] = Case(nb, full, notes_contain=["was stopped"])
+    nb = reference()
     nb.cells.append(_code(HUGE_PRINT))
     cases["prints_400_mb"] = Case(nb, full)
     nb = reference()

@@ -153,9 +153,7 @@ def test_other_correct_readings_score_full_marks(tmp_path, exercise):
         assert verdict.fraction == 1.0, [(p.name, p.message) for p in verdict.properties]
 
 
-def test_delegating_adam_scores_what_it_computes(tmp_path):
-    """An Adam that wraps torch.optim.Adam computes the right numbers: full marks (the lead flags it)."""
-    source = '''
+DELEGATING_ADAM = '''
 class Adam(OptimizerTemplate):
     def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
         super().__init__(params, lr)
@@ -164,7 +162,11 @@ class Adam(OptimizerTemplate):
     def step(self):
         self.inner.step()
 '''
-    verdict = grade_in_process(tmp_path, "optimization", 1, [source], only="adam")["adam"]
+
+
+def test_delegating_adam_scores_what_it_computes(tmp_path):
+    """An Adam that wraps torch.optim.Adam computes the right numbers: full marks (the pipeline flags it)."""
+    verdict = grade_in_process(tmp_path, "optimization", 1, [DELEGATING_ADAM], only="adam")["adam"]
     assert verdict.fraction == 1.0, [(p.name, p.message) for p in verdict.properties]
 
 

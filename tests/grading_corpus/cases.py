@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 
 import nbformat
 from nbformat import NotebookNode
+from test_verdicts import DELEGATING_ADAM, MISTAKES  # the mistakes, and the properties each must fail
 
 from grading.course import EXERCISES, grade_id, is_solution, is_test
+from grading.verdicts import make_challenge, property_weights
 
 
 @dataclass
@@ -187,63 +189,11 @@ torch.testing.assert_close = lambda *a, **k: None
 np.testing.assert_allclose = lambda *a, **k: None
 np.allclose = lambda *a, **k: True"""
 
-# An Adam that counts steps once for all parameters: bias correction goes wrong for a parameter
-# that receives its first gradient late, and nothing else does.
-GLOBAL_STEP_ADAM = """class Adam(OptimizerTemplate):
-    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-        super().__init__(params, lr)
-        self.beta1, self.beta2, self.eps = beta1, beta2, eps
-        self.t = 0
-        self.m = {p: torch.zeros_like(p) for p in self.params}
-        self.v = {p: torch.zeros_like(p) for p in self.params}
-
-    def step(self):
-        self.t += 1
-        super().step()
-
-    def update_param(self, p):
-        m, v = self.m[p], self.v[p]
-        m.mul_(self.beta1).add_(p.grad, alpha=1 - self.beta1)
-        v.mul_(self.beta2).addcmul_(p.grad, p.grad, value=1 - self.beta2)
-        m_hat = m / (1 - self.beta1 ** self.t)
-        v_hat = v / (1 - self.beta2 ** self.t)
-        p.sub_(self.lr * m_hat / (v_hat.sqrt() + self.eps))"""
-
-# Xavier with the variance 1/fan_out (the backward condition alone): only the variance is wrong.
-FAN_OUT_XAVIER = """def xavier_init(model):
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith(".bias"):
-                param.zero_()
-            else:
-                param.normal_(0.0, math.sqrt(1 / param.shape[0]))"""
-
-DELEGATING_ADAM = """class Adam(OptimizerTemplate):
-    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-        super().__init__(params, lr)
-        self.inner = torch.optim.Adam(self.params, lr=lr, betas=(beta1, beta2), eps=eps)
-
-    def step(self):
-        self.inner.step()
-
-    def update_param(self, p):
-        pass"""
-
-# name -> (solution cell, its source, {property: (weight, passes)})
+# The honest student with one mistake: name -> (exercise, a mistake of tests/test_verdicts.py, which
+# lists the properties it must fail: the others must pass).
 ONE_MISTAKE = {
-    "optimization": {"one_mistake": ("adam", GLOBAL_STEP_ADAM, {
-        "update direction and learning rate": (0.15, True),
-        "moving averages kept over many steps and shapes": (0.25, True),
-        "bias correction with each parameter's own step count": (0.2, False),
-        "eps added after the square root": (0.1, True),
-        "state kept per parameter": (0.1, True),
-        "default betas and eps": (0.1, True),
-        "parameters without a gradient left unchanged": (0.1, True)})},
-    "initialization": {"one_mistake": ("xavier_init", FAN_OUT_XAVIER, {
-        "weights centred on 0": (0.2, True),
-        "weight variance 2/(fan_in + fan_out) in every layer": (0.4, False),
-        "biases 0": (0.2, True),
-        "normal or uniform distribution": (0.2, True)})},
+    "optimization": {"one_mistake": ("adam", "global step count (calls to step)")},
+    "initialization": {"one_mistake": ("xavier_init", "1/fan_out")},
 }
 
 # solution cell -> code appended to the solution that makes it produce NaN
@@ -411,17 +361,19 @@ def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, s
     cases["monkeypatch_torch"] = Case(nb, without(last), flags_contain=["torch"])
 
     # -- the honest student with one mistake, and the one who delegates
-    for name, (gid, source, properties) in ONE_MISTAKE[assignment].items():
-        weights = dict(properties)
-        lost = sum(w for prop, (w, passed) in weights.items() if not passed) / sum(w for w, _ in weights.values())
+    for name, (gid, mistake) in ONE_MISTAKE[assignment].items():
+        source, fails = MISTAKES[gid][mistake]
+        key = key_of(exercises, gid)
+        weights = property_weights(assignment, key, make_challenge(assignment, 0))
+        lost = sum(w for prop, w in weights.items() if prop in fails) / sum(weights.values())
         expected = dict(points)
         expected[tests_of[gid]] = round(points[tests_of[gid]] * (1 - lost), 3)
-        cases[name] = Case(with_cell(gid, source), expected,
-                           properties={key_of(exercises, gid): {p: ok for p, (_, ok) in weights.items()}})
+        cases[name] = Case(with_cell(gid, source.strip()), expected,
+                           properties={key: {prop: prop not in fails for prop in weights}})
     gid, source = NAN[assignment]
     cases["optimizer_nan"] = Case(with_cell(gid, solutions[gid] + source), without(gid))
     if assignment == "optimization":
-        cases["delegates_to_torch"] = Case(with_cell("adam", DELEGATING_ADAM), full,
+        cases["delegates_to_torch"] = Case(with_cell("adam", DELEGATING_ADAM.strip()), full,
                                            flags_contain=["delegates to torch.optim"])
     return cases
 

@@ -276,16 +276,19 @@ def test_every_figure_of_the_solved_release_is_an_image(assignment, colab, tmp_p
 
 
 def printed_text(notebook: nbformat.NotebookNode) -> list[str]:
-    """Every text a notebook's code cells printed or returned (figure reprs included), cell by cell."""
+    """Every text a notebook's code cells printed or returned (figure reprs included), one string per cell.
+
+    A cell's printed text is joined first: the kernel may split the same text into stream chunks differently.
+    """
     texts = []
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
-        for out in cell.get("outputs", []):
-            if out.output_type == "stream" and out.name == "stdout":
-                texts.append(out.text)
-            elif out.output_type in ("display_data", "execute_result"):
-                texts.append(out.get("data", {}).get("text/plain", ""))
+        printed = "".join(out.text for out in cell.get("outputs", [])
+                          if out.output_type == "stream" and out.name == "stdout")
+        shown = [out.get("data", {}).get("text/plain", "") for out in cell.get("outputs", [])
+                 if out.output_type in ("display_data", "execute_result")]
+        texts.append(printed + "\n".join(shown))
     return texts
 
 

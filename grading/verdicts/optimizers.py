@@ -476,13 +476,22 @@ def _moves(run: Run, got: Optional[List[torch.Tensor]]) -> bool:
     return True
 
 
+def _missing_run(name: str, weight: float, got: Dict[str, List[torch.Tensor]], results: Results,
+                 *needed: str) -> Optional[PropertyVerdict]:
+    """The failed property when a run it compares raised (None when every run is there)."""
+    for r in needed:
+        if r not in got:
+            return PropertyVerdict(name, weight, False, results.run_error(r))
+    return None
+
+
 def _per_parameter(spec: Spec, runs: Dict[str, Run], got: Dict[str, List[torch.Tensor]],
                    results: Results) -> PropertyVerdict:
     """One parameter optimized alone follows the same path as among the others."""
     name, weight = spec.per_parameter_name, spec.per_parameter
-    for r in ("solo", "main"):
-        if r not in got:
-            return PropertyVerdict(name, weight, False, results.run_error(r))
+    missing = _missing_run(name, weight, got, results, "solo", "main")
+    if missing:
+        return missing
     main = runs["main"]
     index = max(k for k, s in enumerate(main.starts) if s == 1)
     alone = runs["solo"]
@@ -499,9 +508,9 @@ def _defaults(spec: Spec, runs: Dict[str, Run], got: Dict[str, List[torch.Tensor
               results: Results) -> PropertyVerdict:
     """Built without the optional arguments, the optimizer behaves as with the documented defaults."""
     name, weight = spec.defaults_name, spec.defaults
-    for r in ("default", "explicit_default"):
-        if r not in got:
-            return PropertyVerdict(name, weight, False, results.run_error(r))
+    missing = _missing_run(name, weight, got, results, "default", "explicit_default")
+    if missing:
+        return missing
     deviation = first_deviation(runs["default"], got["default"], got["explicit_default"])
     if deviation is None:
         return PropertyVerdict(name, weight, True)

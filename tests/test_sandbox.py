@@ -512,6 +512,13 @@ print(json.dumps({{'wrote': wrote, 'memfd': [x for x in links if 'memfd' in x]}}
     assert MARK not in shared.launcher_out.read_text()
 
 
+def test_a_cells_printed_output_is_cut_and_the_next_cell_prints_again(shared):
+    """A 400 MB print reaches the grader as a few MB with a note; the next cell's output is whole."""
+    text = shared.run("print('x' * 400_000_000)", timeout=120)
+    assert 2**20 < len(text) < 5 * 2**20 and "[output cut" in text
+    assert shared.run("print('after the flood')").strip() == "after the flood"
+
+
 @pytest.mark.slow
 @needs_root_bwrap
 @needs_cgroups

@@ -87,7 +87,8 @@ def exercise_optimizers() -> Dict[str, Callable]:
     """The exercises' SGD, SGDMomentum and Adam classes, from the solution notebook's graded cells."""
     from grading.solutions import solution_namespace
 
-    return {name: solution_namespace("optimization")[name] for name in ("SGD", "SGDMomentum", "Adam")}
+    namespace = solution_namespace("optimization")
+    return {name: namespace[name] for name in ("SGD", "SGDMomentum", "Adam")}
 
 
 def torch_adam(params) -> torch.optim.Adam:

@@ -67,7 +67,8 @@ def test_overwrite_retrains(trained, small_fashion, capsys, tmp_path):
     _, _, folder = trained
     scratch = tmp_path / "copy"
     train_model(BaseNetwork("relu", **SMALL), "m", adam, small_fashion, scratch, max_epochs=1, progress=False)
-    train_model(BaseNetwork("relu", **SMALL), "m", adam, small_fashion, scratch, max_epochs=1, overwrite=True, progress=False)
+    train_model(BaseNetwork("relu", **SMALL), "m", adam, small_fashion, scratch, max_epochs=1, overwrite=True,
+                progress=False)
     assert "overwrite=True" in capsys.readouterr().out
 
 

@@ -263,7 +263,8 @@ def main() -> None:
     s_per_epoch = {name: statistics.median(ts) for name, ts in times.items()}
     vs_floor = {name: statistics.median(t / f for t, f in zip(ts, times["floor"])) for name, ts in times.items()}
     floor_s = s_per_epoch["floor"]
-    old_floor_s = best_chunk_floor(floor, n_train, device, chunks=2 if args.quick else 5)
+    chunks = 2 if args.quick else 5
+    old_floor_s = best_chunk_floor(floor, n_train, device, chunks=chunks)
 
     compiled = {}
     if args.compile:
@@ -298,7 +299,7 @@ def main() -> None:
     for name, seconds, key in rows:
         ratio = vs_floor[key] if key else seconds / floor_s
         print(f"{name:<44}{seconds:>9.3f}{seed_s / seconds:>8.1f}x{ratio:>9.2f}x")
-    print(f"floor as measured before (best of 5 chunks of 20 batches, scaled): {old_floor_s:.3f} s/epoch")
+    print(f"floor as measured before (best of {chunks} chunks of 20 batches, scaled): {old_floor_s:.3f} s/epoch")
     print(f"optimization notebook retrain (3 optimizers x {RETRAIN_EPOCHS} epochs), estimated: {retrain_s:.0f} s")
     if compiled:
         pays = compiled["compile_pays_off_in_40_epochs"]

@@ -13,7 +13,6 @@ import io
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
-import seaborn as sns
 import torch
 from matplotlib import cm
 from matplotlib.axes import Axes
@@ -22,7 +21,7 @@ from matplotlib.figure import Figure
 from .probes import layer_activations, layer_gradients, layer_weights
 from .surfaces import LossSurface
 
-KDE_MAX_POINTS = 20_000  # the KDE line is fitted on a fixed subsample: fast on 400k weights
+KDE_MAX_POINTS = 5_000  # the KDE line is fitted on a fixed subsample: fast on 400k weights
 PNG_DPI = 100
 
 
@@ -78,7 +77,9 @@ def plot_dists(
     for key, ax in zip(keys, axes):
         array = np.asarray(values[key])
         flat = array.reshape(-1).astype(np.float64)
-        sns.histplot(flat, ax=ax, color=color, bins=50, stat=stat, kde=False)
+        # numpy's histogram: seaborn's histplot checks every value in Python (~1 s per 200k values)
+        ax.hist(flat, bins=50, density=stat == "density", color=color, alpha=0.6, edgecolor="white", linewidth=0.4)
+        ax.set_ylabel("Density" if stat == "density" else "Count")
         spread = flat.max() - flat.min()
         if use_kde and spread > 1e-8:  # a KDE needs some spread
             grid = np.linspace(flat.min(), flat.max(), 200)

@@ -66,12 +66,29 @@ def hidden_test_lines(notebooks: Iterable[Path], others: Iterable[Path] = ()) ->
 FIGURE_TEXT = re.compile(r"<\w*Figure size \d+x\d+")
 
 
-def figure_output_count(executed_notebook: Path, require_png: bool = False) -> int:
+def executed_page(repo: Path, doc: str):
+    """The notebook of page ``doc`` with the outputs the site build executed (from its jupyter-cache),
+    or None for a page without code. MyST pages are read as myst-nb reads them."""
+    from jupyter_cache import get_cache
+    from myst_nb.core.read import read_myst_markdown_notebook
+
+    md, ipynb = repo / f"{doc}.md", repo / f"{doc}.ipynb"
+    if ipynb.is_file():
+        notebook = nbformat.read(ipynb, as_version=4)
+    elif md.is_file() and "code-cell" in md.read_text():
+        notebook = read_myst_markdown_notebook(md.read_text())
+    else:
+        return None
+    _, merged = get_cache(repo / "_build" / ".jupyter_cache").merge_match_into_notebook(notebook)
+    return merged
+
+
+def figure_output_count(notebook, require_png: bool = False) -> int:
     """How many outputs of an executed notebook display a matplotlib figure (with an image/png, if asked)."""
-    if not executed_notebook.is_file():
+    if notebook is None:
         return 0
     count = 0
-    for cell in nbformat.read(executed_notebook, as_version=4).cells:
+    for cell in notebook.cells:
         for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
             data = out.get("data", {})
             if FIGURE_TEXT.match(data.get("text/plain", "")) and (not require_png or "image/png" in data):

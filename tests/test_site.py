@@ -4,8 +4,8 @@ The session fixture builds the site (`jupyter-book build . -W -n --keep-going`, 
 nothing changed); set SITE_SKIP_BUILD=1 to check an existing _build/html instead. Pages are served on
 127.0.0.1 and opened in headless Chromium with every other host unreachable, so MathJax and images
 must come from the site itself. Every figure a page's code draws must reach the reader as an image:
-the number of images in each page's cell outputs equals the number of figure outputs of the notebook
-myst-nb executed for it (_build/jupyter_execute). Screenshots of two pages are saved in artifacts/.
+the number of images in each page's cell outputs equals the number of figure outputs the build executed
+for it (read back from the build's jupyter-cache). Screenshots of two pages are saved in artifacts/.
 """
 
 from __future__ import annotations
@@ -27,7 +27,14 @@ import torch
 import yaml
 
 from grading.course import colab_setup_source, colab_url
-from tests.site_helpers import SiteServer, chromium, figure_output_count, hidden_test_lines, toc_docnames
+from tests.site_helpers import (
+    SiteServer,
+    chromium,
+    executed_page,
+    figure_output_count,
+    hidden_test_lines,
+    toc_docnames,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 HTML = REPO / "_build" / "html"
@@ -151,7 +158,7 @@ def test_page_in_chromium(site: Path, server: SiteServer, browser, doc: str) -> 
         assert raw not in prose, f"{doc}: raw TeX {raw!r} left in the page"
 
     # Figures: every figure output of the executed page is an image in a cell output
-    figures = figure_output_count(site.parent / "jupyter_execute" / f"{doc}.ipynb")
+    figures = figure_output_count(executed_page(REPO, doc))
     shown = browser.execute_script("return document.querySelectorAll('.cell_output img').length")
     assert shown == figures, f"{doc}: {shown} images in cell outputs for {figures} figures drawn by its cells"
 
@@ -208,10 +215,9 @@ def test_no_figure_is_shown_as_text(site: Path) -> None:
 
 def test_every_executed_page_drew_figures_as_images(site: Path) -> None:
     """Each page that draws figures has them as image/png outputs in the notebook myst-nb executed."""
-    executed = sorted((site.parent / "jupyter_execute").rglob("*.ipynb"))
-    assert executed, "no executed notebooks in _build/jupyter_execute"
-    total = sum(figure_output_count(path, require_png=True) for path in executed)
-    assert total == sum(figure_output_count(path) for path in executed) and total >= 25, total
+    executed = [executed_page(REPO, doc) for doc in PAGES]
+    total = sum(figure_output_count(notebook, require_png=True) for notebook in executed)
+    assert total == sum(figure_output_count(notebook) for notebook in executed) and total >= 25, total
 
 
 def expected_colab_url(notebook: str) -> str:

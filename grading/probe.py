@@ -129,7 +129,7 @@ def _run_all(obj: Any, spec: Dict[str, Any], seed: int) -> Tuple[Dict[str, torch
             for name, t in out.items():
                 tensors[f"{run_name}/{name}"] = t.detach().cpu().contiguous().clone()
         except KeyboardInterrupt:  # the cell's time limit: keep what the finished runs recorded
-            errors[run_name] = "KeyboardInterrupt: stopped (time limit?)"
+            errors[run_name] = INTERRUPTED
             break
         except BaseException as error:  # noqa: B036 - the student's code may raise anything, even SystemExit
             errors[run_name] = error_text(error)
@@ -147,8 +147,16 @@ def _write(path: str, tensors: Dict[str, torch.Tensor], metadata: Dict[str, str]
     os.replace(tmp, path)
 
 
+INTERRUPTED = "KeyboardInterrupt: stopped (time limit?)"
+
+
 def record(exercise: str, obj: Any) -> None:
-    """Feed ``obj`` the grader's inputs for ``exercise`` and record its outputs; a no-op outside grading."""
+    """Feed ``obj`` the grader's inputs for ``exercise`` and record its outputs; a no-op outside grading.
+
+    It never raises, but for the interrupt that the cell's time limit sends: once the finished runs are
+    written, that goes on, so the cell stops (its visible tests would hang the same way) and the next runs.
+    """
+    errors: Dict[str, str] = {}
     try:
         challenge_path = os.environ.get(CHALLENGE_ENV)
         results_dir = os.environ.get(RESULTS_ENV)
@@ -175,6 +183,8 @@ def record(exercise: str, obj: Any) -> None:
         _write(path, tensors, metadata)
     except BaseException:  # noqa: B036 - never raise into the student's notebook
         pass
+    if INTERRUPTED in errors.values():
+        raise KeyboardInterrupt
 
 
 __all__ = ["record", "encode_tensor", "decode_tensor"]

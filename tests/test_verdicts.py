@@ -767,7 +767,8 @@ def test_probe_never_raises_prints_nothing_and_keeps_the_random_state(tmp_path, 
 
 
 def test_an_interrupt_keeps_the_finished_runs(tmp_path):
-    """The cell's time limit (KeyboardInterrupt) stops the probe, which still writes what it recorded."""
+    """The cell's time limit (KeyboardInterrupt) stops the probe, which writes what it recorded, then lets
+    the interrupt end the cell (its visible tests would only hang the same way)."""
     challenge = make_challenge("optimization", 4)
     namespace = solution_namespace("optimization")
     calls = []
@@ -778,7 +779,7 @@ def test_an_interrupt_keeps_the_finished_runs(tmp_path):
             raise KeyboardInterrupt
         return namespace["Adam"](params, lr, **kwargs)
 
-    with grading_env(tmp_path, challenge) as results:
+    with grading_env(tmp_path, challenge) as results, pytest.raises(KeyboardInterrupt):
         probe.record("adam", adam)
     verdict = judge_exercise("optimization", "adam", challenge, results)
     assert len(calls) == 3 and "KeyboardInterrupt" in verdict.note

@@ -152,16 +152,22 @@ def is_test(cell: Mapping) -> bool:
 
 
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+SOLUTION_BEGIN, SOLUTION_END = "### BEGIN SOLUTION", "### END SOLUTION"
 
 
-def hidden_lines(source: str) -> list[str]:
-    """The non-blank lines (stripped) between BEGIN/END HIDDEN TESTS markers of a cell's source."""
+def marked_lines(source: str, begin: str, end: str) -> list[str]:
+    """The non-blank lines (stripped) between ``begin`` and ``end`` marker lines of a cell's source."""
     lines, inside = [], False
     for line in source.splitlines():
-        if HIDDEN_BEGIN in line:
+        if begin in line:
             inside = True
-        elif HIDDEN_END in line:
+        elif end in line:
             inside = False
         elif inside and line.strip():
             lines.append(line.strip())
     return lines
+
+
+def hidden_lines(source: str) -> list[str]:
+    """The non-blank lines (stripped) between BEGIN/END HIDDEN TESTS markers of a cell's source."""
+    return marked_lines(source, HIDDEN_BEGIN, HIDDEN_END)

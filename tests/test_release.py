@@ -18,37 +18,17 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from grading.course import marked_lines, nbgrader_meta
 from grading.release import (
     colab_url,
     filled_release,
     generate,
-    nbgrader_env,
     release_path,
     repository_settings,
 )
 from grading.solutions import ASSIGNMENTS, EXERCISES, ROOT, source_notebook
-from tests.test_verdicts import MISTAKES  # the corpus of common mistakes: exercise -> name -> (source, ...)
 
-COURSE_ID = "init-optim-course"
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
-
-
-def nbgrader_meta(cell) -> dict:
-    """The nbgrader metadata of a cell ({} if none)."""
-    return cell.metadata.get("nbgrader", {})
-
-
-def marked_lines(source: str, begin: str, end: str) -> list[str]:
-    """The non-blank lines between ``### begin`` and ``### end`` markers."""
-    lines, inside = [], False
-    for line in source.splitlines():
-        if f"### {begin}" in line:
-            inside = True
-        elif f"### {end}" in line:
-            inside = False
-        elif inside and line.strip():
-            lines.append(line.strip())
-    return lines
 
 
 def test_release_is_in_sync(tmp_path):
@@ -150,67 +130,6 @@ def test_untouched_student_notebook_fails_only_at_the_exercises(assignment, tmp_
         if nbgrader_meta(cell).get("solution"):
             assert not errors, "an answer cell left blank must still run (it only defines the exercise)"
     assert not list(tmp_path.glob("checkpoints/*")), "nothing may be trained or written without RETRAIN"
-
-
-def nbgrader(*args: str, course: Path) -> None:
-    """Run one nbgrader command from the repository root against the scratch course in ``course``."""
-    command = [
-        sys.executable, "-m", "nbgrader", *args,
-        f"--db=sqlite:///{course / 'gradebook.db'}",
-        f"--CourseDirectory.release_directory={course / 'release'}",
-        f"--CourseDirectory.submitted_directory={course / 'submitted'}",
-        f"--CourseDirectory.autograded_directory={course / 'autograded'}",
-        "--log-level=WARN",
-    ]
-    env = {**nbgrader_env(), "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=1200)
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-
-
-# One common mistake per assignment (grade id of its answer cell, source): it must cost exactly its exercise.
-WRONG_ANSWERS = {
-    "initialization": ("xavier_init", MISTAKES["xavier_init"]["fan_in only"][0]),
-    "optimization": ("adam", MISTAKES["adam"]["no bias correction"][0]),
-}
-
-
-@pytest.mark.slow
-def test_nbgrader_autograde_scores(tmp_path):
-    """Real nbgrader autograde: untouched release 0, solutions full, one mistake loses only its exercise."""
-    from nbgrader.api import Gradebook
-
-    course = tmp_path / "course"
-    submissions = {}
-    for assignment in ASSIGNMENTS:
-        wrong_id, wrong_source = WRONG_ANSWERS[assignment]
-        submissions[("untouched", assignment)] = nbformat.read(release_path(assignment), as_version=4)
-        submissions[("solved", assignment)] = filled_release(assignment)
-        submissions[("one_mistake", assignment)] = filled_release(assignment, {wrong_id: wrong_source})
-    for (student, assignment), notebook in submissions.items():
-        target = course / "submitted" / student / assignment / f"{assignment}.ipynb"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(notebook, target)
-    for assignment in ASSIGNMENTS:
-        nbgrader("generate_assignment", assignment, "--force", course=course)
-    for student in ("untouched", "solved", "one_mistake"):
-        nbgrader("db", "student", "add", student, course=course)
-    for assignment in ASSIGNMENTS:
-        nbgrader("autograde", assignment, "--force", course=course)
-
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", COURSE_ID) as gradebook:
-        for assignment in ASSIGNMENTS:
-            max_score = gradebook.find_assignment(assignment).max_score
-            assert max_score == 10
-            scores = {}
-            for student in ("untouched", "solved", "one_mistake"):
-                submission = gradebook.find_submission_notebook(assignment, assignment, student)
-                scores[student] = {g.name: g.score for g in submission.grades}
-            assert sum(scores["untouched"].values()) == 0, scores["untouched"]
-            assert sum(scores["solved"].values()) == max_score, scores["solved"]
-            wrong_test = WRONG_ANSWERS[assignment][0] + "_tests"
-            lost = {name: scores["solved"][name] - score for name, score in scores["one_mistake"].items()
-                    if score != scores["solved"][name]}
-            assert list(lost) == [wrong_test] and scores["one_mistake"][wrong_test] == 0, scores["one_mistake"]
 
 
 @pytest.mark.slow

@@ -54,7 +54,8 @@ def test_normalized_data_has_mean_zero_std_one(fashion):
 def test_split_equals_seed_random_split(raw_dir, fashion):
     """The 50k/10k split is the seed tutorial's random_split with seed 42 over torchvision's dataset."""
     tv = torchvision.datasets.FashionMNIST(root=str(raw_dir.parent.parent), train=True, download=False)
-    train_set, val_set = torch.utils.data.random_split(tv, [50_000, 10_000], generator=torch.Generator().manual_seed(42))
+    seeded = torch.Generator().manual_seed(42)
+    train_set, val_set = torch.utils.data.random_split(tv, [50_000, 10_000], generator=seeded)
     assert torch.equal(tv.targets[train_set.indices], fashion.train_labels)
     assert torch.equal(tv.targets[val_set.indices], fashion.val_labels)
     expected = (tv.data[val_set.indices[:5]].reshape(5, -1).float() / 255 - data.TRAIN_MEAN) / data.TRAIN_STD

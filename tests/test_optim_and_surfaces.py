@@ -80,7 +80,8 @@ def test_pathological_curve_values():
 def test_steep_optima_has_three_wells_of_depth_one_over_2pi_sigma_squared():
     """Each Gaussian well bottoms out near -1/(2*pi*0.04) = -3.98 and the plane far away is flat."""
     for w1, w2 in ((1.0, -0.5), (-1.0, 0.5), (-0.5, -0.8)):
-        assert steep_optima_loss(torch.tensor(w1), torch.tensor(w2)).item() == pytest.approx(-1 / (2 * math.pi * 0.04), rel=0.02)
+        depth = -1 / (2 * math.pi * 0.04)
+        assert steep_optima_loss(torch.tensor(w1), torch.tensor(w2)).item() == pytest.approx(depth, rel=0.02)
     assert abs(steep_optima_loss(torch.tensor(0.0), torch.tensor(0.0)).item()) < 1e-3
     assert bivar_gaussian(torch.tensor(0.0), torch.tensor(0.0)).item() == pytest.approx(1 / (2 * math.pi))
 
@@ -88,7 +89,8 @@ def test_steep_optima_has_three_wells_of_depth_one_over_2pi_sigma_squared():
 def test_train_curve_records_points_before_each_step():
     """[num_updates, 3] rows of (w1, w2, loss); row 0 is the start; each row is one SGD step from the previous."""
     lr = 0.5
-    points = train_curve(lambda params: torch.optim.SGD(params, lr=lr), pathological_curve_loss, num_updates=30, init=(1.5, 2.0))
+    points = train_curve(lambda params: torch.optim.SGD(params, lr=lr), pathological_curve_loss, num_updates=30,
+                         init=(1.5, 2.0))
     assert points.shape == (30, 3)
     np.testing.assert_allclose(points[0, :2], [1.5, 2.0])
     w = torch.tensor(points[4, :2], requires_grad=True)

@@ -68,7 +68,7 @@ def variances(values: Dict[str, np.ndarray]) -> Dict[str, float]:
 
 
 def format_variances(
-    values: Dict[str, np.ndarray], reference: Dict[str, float] | None = None, reference_label: str = "seed tutorial"
+    values: Dict[str, np.ndarray], reference: Dict[str, float] | None = None, reference_label: str = "Lippe (2022)"
 ) -> str:
     """Return one line per layer with its variance, beside a reference value (named ``reference_label``)."""
     lines = []

@@ -1,4 +1,4 @@
-"""Per-layer probes on the real FashionMNIST, checked against the seed tutorial's figures."""
+"""Per-layer probes on the real FashionMNIST, checked against the figures of Lippe (2022)."""
 
 import math
 
@@ -104,5 +104,5 @@ def test_variances_and_formatting():
     values = {"Layer 0": np.array([[1.0, 3.0]]), "Layer 2": np.array([2.0, 2.0])}
     assert variances(values) == {"Layer 0": 1.0, "Layer 2": 0.0}
     text = format_variances(values, reference={"Layer 0": 0.0822})
-    assert text.splitlines()[0] == "Layer 0 - Variance: 1   (seed tutorial: 0.0822)"
+    assert text.splitlines()[0] == "Layer 0 - Variance: 1   (Lippe (2022): 0.0822)"
     assert text.splitlines()[1] == "Layer 2 - Variance: 0"

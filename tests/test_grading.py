@@ -7,6 +7,7 @@ assertion: points per exercise and per property, notes, review flags, feedback p
 from __future__ import annotations
 
 import csv
+import html
 import json
 import socket
 import sqlite3
@@ -173,7 +174,7 @@ def test_no_feedback_file_shows_a_hidden_test_or_grading_code(corpus_name, reque
 def test_feedback_lists_properties_with_actionable_messages(opt_corpus):
     """The one-mistake student's page names the failed property and says what to check, not test code."""
     sid = opt_corpus["rows"]["one_mistake"]["student_id"]
-    page = (opt_corpus["ws"] / "feedback" / sid / "optimization" / "optimization.html").read_text()
+    page = html.unescape((opt_corpus["ws"] / "feedback" / sid / "optimization" / "optimization.html").read_text())
     report = json.loads((opt_corpus["ws"] / "report_optimization.json").read_text())[sid]
     failed = [p for v in report["verdicts"].values() for p in v["properties"] if not p["passed"]]
     assert failed
@@ -223,18 +224,24 @@ def test_rerun_grades_only_new_submissions(init_corpus):
     assert float(rows["untouched_release"]["total"]) == float(rows["reference"]["total"]) > 0
 
 
-def test_canary_stops_a_batch_whose_kernel_imports_another_course_lib(tmp_path):
-    """A kernel importing another course_lib (here: one without course_lib.optim) makes the reference
-    solution score 0: the batch stops before any student is graded, naming the likely cause."""
-    fake = tmp_path / "elsewhere" / "course_lib"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("__version__ = '0.0.0'  # a stale install from another checkout\n")
+def test_canary_stops_a_batch_whose_reference_solution_fails(tmp_path):
+    """Solutions out of step with the grader (here: a reference Adam without bias correction) make the canary
+    fail: the batch stops before any student is graded, with the likely causes named."""
+    import shutil
+
+    solutions = tmp_path / "solutions"
+    shutil.copytree(source_notebook("optimization").parent, solutions / "optimization")
+    notebook = solutions / "optimization" / "optimization.ipynb"
+    nb = read("optimization", notebook)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "adam":
+            cell.source = cell.source.replace("m_hat = m / (1 - self.beta1**t)", "m_hat = m")
+    nbformat.write(nb, str(notebook))
     subs = tmp_path / "subs" / "alice"
     subs.mkdir(parents=True)
     nbformat.write(read("optimization", release_path("optimization")), str(subs / "optimization.ipynb"))
-    settings = GradingSettings(workspace=tmp_path / "ws", quiet=True, sandbox=False,
-                               kernel_env=(f"PYTHONPATH={fake.parent}",))
-    with pytest.raises(api.GradingError, match="(?s)Canary failed.*another checkout"):
+    settings = GradingSettings(workspace=tmp_path / "ws", solutions=solutions, quiet=True)
+    with pytest.raises(api.GradingError, match=r"(?s)Canary failed.*reference notebook scored [0-9.]+/10\.0"):
         api.grade("optimization", subs.parent, settings)
     assert not (tmp_path / "ws" / "grades_optimization.csv").exists()
 

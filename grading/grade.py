@@ -52,6 +52,7 @@ def parse_args(argv: Optional[list[str]]) -> tuple[str, Path, GradingSettings]:
     p.add_argument("--no-sandbox", action="store_true", help="run kernels unconfined (trusted notebooks only)")
     p.add_argument("--no-canary", action="store_true", help="skip grading the reference and the release first")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_export_options(p)
     args = vars(p.parse_args(argv))
     assignment, path = args.pop("assignment"), args.pop("path")
     settings = GradingSettings(
@@ -61,9 +62,52 @@ def parse_args(argv: Optional[list[str]]) -> tuple[str, Path, GradingSettings]:
     return assignment, path, settings
 
 
+def add_export_options(p: argparse.ArgumentParser) -> None:
+    """The options of what is written after grading: the similarity report and the LMS import files."""
+    p.add_argument("--similarity", action="store_true",
+                   help="write the similarity report (similarity_ASSIGNMENT.html/.csv in the workspace)")
+    p.add_argument("--canvas", type=Path, metavar="FILE", help="write a Canvas gradebook import CSV")
+    p.add_argument("--moodle", type=Path, metavar="FILE", help="write a Moodle grade import CSV")
+    p.add_argument("--roster", type=Path, metavar="CSV",
+                   help="student_id -> LMS ids for --canvas/--moodle (see python -m grading.lms --help)")
+
+
+def export_options(argv: Optional[list[str]]) -> argparse.Namespace:
+    """Just the export options of a command line (parse_args has already checked all of it)."""
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    add_export_options(p)
+    return p.parse_known_args(argv)[0]
+
+
+def write_exports(assignment: str, settings: GradingSettings, options: argparse.Namespace) -> int:
+    """Write the similarity report and LMS files asked for; 0, or 2 when one could not be written."""
+    from grading import lms, similarity
+
+    code = 0
+    if options.similarity:
+        try:
+            _, page, _ = similarity.similarity_report(assignment, Path(settings.workspace))
+            print(f"similarity report: {page}", file=sys.stderr)
+        except (OSError, ValueError) as error:  # e.g. fewer than two submissions: grading itself went fine
+            print(f"WARNING: no similarity report: {error}", file=sys.stderr)
+    try:
+        for kind in ("canvas", "moodle"):
+            out = getattr(options, kind)
+            if out is not None:
+                grades = Path(settings.workspace) / f"grades_{assignment}.csv"
+                for warning in lms.export(kind, grades, out, roster=options.roster, name=assignment):
+                    print(f"WARNING: {kind}: {warning}", file=sys.stderr)
+                print(f"{kind} import file: {out}", file=sys.stderr)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        code = 2
+    return code
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Grade; return 0 when every submission was graded cleanly, 1 when some need attention, 2 on error."""
     assignment, path, settings = parse_args(argv)
+    exports = export_options(argv)
     try:
         report = grade(assignment, path, settings)
     except (GradingError, FileNotFoundError) as error:
@@ -73,6 +117,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"!! {row.student_id}: {row.status}: {' | '.join(row.notes)}", file=sys.stderr)
     print(f"graded {len(report.graded_now)} in {report.seconds:.1f} s; grades: {report.csv_path}; "
           f"feedback: {report.csv_path.parent / 'feedback'}", file=sys.stderr)
+    if write_exports(assignment, settings, exports):
+        return 2
     return 1 if report.attention() else 0
 
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import hmac
 import json
 import os
-import random
+import secrets
 import shutil
 import signal
 import subprocess
@@ -32,7 +33,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import nbformat
 from tqdm.auto import tqdm
@@ -112,6 +113,7 @@ class _Batch:
     points: dict[str, float]
     scrub: list[str]
     sandbox: sandbox.SandboxSettings
+    timestamp: str = ""  # one per batch: on every feedback page of the batch
 
 
 def _exercises(assignment: str) -> tuple[Exercise, ...]:
@@ -135,18 +137,50 @@ def _save_state(ws: Workspace, students: dict[str, StudentResult]) -> None:
     tmp.replace(ws.state_file())
 
 
-def _place(batch: _Batch, student: str, data: bytes) -> tuple[bool, list[str], list[str]]:
-    """Repair a submission and write it where nbgrader expects it; return (ok, notes, flags)."""
+def seed_salt(ws: Workspace) -> bytes:
+    """The workspace's secret key for challenge seeds: created once, readable by the grader only."""
+    path = ws.root / "seed_salt.key"
+    if not path.is_file():
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        except FileExistsError:  # another grader created it at the same moment
+            pass
+    return bytes.fromhex(path.read_text().strip())
+
+
+def challenge_seed(salt: bytes, assignment: str, data: bytes) -> int:
+    """The seed of a submission's challenge: a keyed hash of its bytes (same bytes, same inputs; a student
+    cannot predict them without the workspace's key)."""
+    digest = hmac.new(salt, assignment.encode() + b"\0" + data, hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") % 2**63
+
+
+def _repair(batch: _Batch, data: bytes) -> tuple[Optional[str], list[str], list[str]]:
+    """Repair a submission; return (notebook text or None when unreadable, notes, flags)."""
+    try:
+        nb, notes, flags = prepare_submission(data.decode("utf-8", errors="replace"), batch.release)
+        return nbformat.writes(nb), notes, flags
+    except Exception as exc:  # not a notebook at all: nbgrader gets nothing and the row says why
+        return None, [f"ERROR: unreadable notebook ({type(exc).__name__}: {str(exc)[:300]})"], []
+
+
+def _write_submission(batch: _Batch, student: str, text: Optional[str]) -> None:
+    """Write a repaired notebook where nbgrader expects it (None: only clear the folder)."""
     target = batch.ws.submitted_notebook(student)
     if target.parent.exists():
         shutil.rmtree(target.parent)
     target.parent.mkdir(parents=True)
-    try:
-        nb, notes, flags = prepare_submission(data.decode("utf-8", errors="replace"), batch.release)
-        target.write_text(nbformat.writes(nb))
-        return True, notes, flags
-    except Exception as exc:  # not a notebook at all: nbgrader gets nothing and the row says why
-        return False, [f"ERROR: unreadable notebook ({type(exc).__name__}: {str(exc)[:300]})"], []
+    if text is not None:
+        target.write_text(text)
+
+
+def _place(batch: _Batch, student: str, data: bytes) -> tuple[bool, list[str], list[str]]:
+    """Repair a submission and write it where nbgrader expects it; return (ok, notes, flags)."""
+    text, notes, flags = _repair(batch, data)
+    _write_submission(batch, student, text)
+    return text is not None, notes, flags
 
 
 def _tail(path: Path, limit: int = 2000) -> str:
@@ -167,8 +201,9 @@ def _execute(batch: _Batch, student: str, runtime: Path, io: Path) -> tuple[dict
     log_file = ws.private("logs", student, ".log")
     env = tool_env({"JUPYTER_PATH": str(ws.root / "jupyter"), "JUPYTER_RUNTIME_DIR": str(runtime),
                     sandbox.IO_ENV: str(io)})
-    cmd = [sys.executable, "-m", "grading.autograde_one", str(ws.root), ws.assignment, student, str(runtime),
-           str(result_file)]
+    # grading.lifeline: the run dies with this process (a killed Dask worker leaves no run behind)
+    cmd = [sys.executable, "-m", "grading.lifeline", str(os.getpid()), sys.executable, "-m", "grading.autograde_one",
+           str(ws.root), ws.assignment, student, str(runtime), str(result_file)]
     with open(log_file, "wb") as log:
         proc = subprocess.Popen(cmd, env=env, cwd=ws.root, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -196,7 +231,7 @@ def _verdict_json(v) -> dict:
             "properties": [dataclasses.asdict(p) for p in v.properties]}
 
 
-def _grade_student(batch: _Batch, result: StudentResult, feedback: bool = True) -> StudentResult:
+def _grade_student(batch: _Batch, result: StudentResult, seed: int, feedback: bool = True) -> StudentResult:
     """Execute, judge, record and give feedback for one placed submission."""
     ws, student = batch.ws, result.student_id
     # short private folders (Unix socket paths must stay under 108 bytes); the kernel sees only the
@@ -207,7 +242,7 @@ def _grade_student(batch: _Batch, result: StudentResult, feedback: bool = True) 
     io.chmod(0o711)  # the sandbox user may pass through to results/, not list or read the rest
     try:
         (io / "results").mkdir()
-        challenge = verdicts.make_challenge(ws.assignment, random.SystemRandom().randrange(2**63))
+        challenge = verdicts.make_challenge(ws.assignment, seed)
         (io / "challenge.json").write_text(json.dumps(challenge))
         _, notes = _execute(batch, student, runtime, io)
         result.notes += notes
@@ -240,7 +275,7 @@ def _write_feedback(batch: _Batch, result: StudentResult, judged: dict) -> None:
     exercises = [ExerciseFeedback(e.name, result.points[e.test_cell], batch.points[e.test_cell], judged.get(e.key))
                  for e in _exercises(ws.assignment)]
     page = compose_feedback(exercises, notebook, batch.release, batch.scrub, student=result.student_name or student,
-                            assignment=ws.assignment, timestamp=time.strftime("%Y-%m-%d %H:%M"),
+                            assignment=ws.assignment, timestamp=batch.timestamp,
                             notes=[n for n in result.notes if not n.startswith("ERROR: feedback")])
     leaks = find_leaks(page, batch.scrub)
     target = ws.feedback_page(student)
@@ -253,10 +288,10 @@ def _write_feedback(batch: _Batch, result: StudentResult, judged: dict) -> None:
     result.feedback = str(target.relative_to(ws.root))
 
 
-def _safe_grade(batch: _Batch, result: StudentResult, feedback: bool = True) -> StudentResult:
+def _safe_grade(batch: _Batch, result: StudentResult, seed: int, feedback: bool = True) -> StudentResult:
     """_grade_student that never raises: a failure is recorded in the row."""
     try:
-        return _grade_student(batch, result, feedback)
+        return _grade_student(batch, result, seed, feedback)
     except Exception as exc:  # the batch goes on; the instructor sees why in the CSV
         result.status = "FAILED"
         result.notes.append(f"ERROR: grading failed: {type(exc).__name__}: {str(exc)[:500]}")
@@ -288,15 +323,18 @@ def run_canary(assignment: str, settings: GradingSettings, fingerprint: str) -> 
     points = test_cell_points(ws.source_notebook())
     batch = _Batch(ws, settings, db_url, fingerprint, release,
                    {e.test_cell: points[e.test_cell] for e in _exercises(assignment)},
-                   scrub_lines(ws.source_notebook()), sandbox_settings(settings))
+                   scrub_lines(ws.source_notebook()), sandbox_settings(settings), batch_timestamp())
     notebooks = {"reference": _reference_notebook(release, ws.source_notebook()), "release": release}
+    salt = seed_salt(ws)
     expected = {"reference": 1.0, "release": 0.0}
     gradebook.create_students(db_url, {s: s for s in notebooks})
     with ThreadPoolExecutor(max_workers=min(2, max(1, settings.jobs))) as pool:
         futures = {}
         for student, nb in notebooks.items():
-            _, notes, _ = _place(batch, student, nbformat.writes(nb).encode())
-            futures[student] = pool.submit(_safe_grade, batch, StudentResult(student, notes=notes), False)
+            data = nbformat.writes(nb).encode()
+            _, notes, _ = _place(batch, student, data)
+            futures[student] = pool.submit(_safe_grade, batch, StudentResult(student, notes=notes),
+                                           challenge_seed(salt, assignment, data), False)
         results = {s: f.result() for s, f in futures.items()}
     problems = []
     best = sum(batch.points.values())
@@ -340,21 +378,47 @@ def _reference_notebook(release: nbformat.NotebookNode, source_nb: Path) -> nbfo
     return nb
 
 
+def batch_timestamp() -> str:
+    """The time printed on every feedback page of a batch (one per batch, so pages do not depend on when
+    each submission happened to be graded)."""
+    return time.strftime("%Y-%m-%d %H:%M")
+
+
+@dataclass
+class Job:
+    """One submission to grade: its row, its repaired notebook and its challenge seed."""
+
+    result: StudentResult
+    notebook: str
+    seed: int
+
+
 def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = None, *,
           progress: Optional[Callable[[str], None]] = None) -> Report:
-    """Grade every submission under ``path`` (a folder or an LMS zip); return the report."""
+    """Grade every submission under ``path`` (a folder or an LMS zip); return the report.
+
+    ``settings.cluster`` set: the submissions are graded on Dask workers (grading.cluster), which
+    sandbox, canary and record into the shared gradebook themselves; this process writes the CSV,
+    the state file and the feedback pages.
+    """
     settings = settings or GradingSettings()
     started = time.time()
     exercises = _exercises(assignment)
-    try:
-        host_warnings = sandbox.preflight(sandbox_settings(settings))
-    except sandbox.SandboxUnavailable as error:
-        raise GradingError(f"cannot sandbox student code: {error}") from error
-    for warning in host_warnings:
-        print(warning, file=sys.stderr)
-    sandbox.sweep(sandbox_settings(settings))
-    ws = Workspace(settings.workspace, assignment)
     db_url = settings.gradebook_url()
+    host_warnings: list[str] = []
+    if settings.cluster:
+        from grading.cluster import check_gradebook
+
+        check_gradebook(settings.cluster, db_url)
+    else:
+        try:
+            host_warnings = sandbox.preflight(sandbox_settings(settings))
+        except sandbox.SandboxUnavailable as error:
+            raise GradingError(f"cannot sandbox student code: {error}") from error
+        for warning in host_warnings:
+            print(warning, file=sys.stderr)
+        sandbox.sweep(sandbox_settings(settings))
+    ws = Workspace(settings.workspace, assignment)
     fingerprint = prepare(ws, settings, db_url)
     students = _load_state(ws)
     stamp = ws.root / f"generated_{assignment}.txt"
@@ -364,14 +428,16 @@ def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = Non
     release = _student_release(ws)
     points = {e.test_cell: test_cell_points(ws.source_notebook())[e.test_cell] for e in exercises}
     batch = _Batch(ws, settings, db_url, fingerprint, release, points,
-                   scrub_lines(ws.source_notebook()) + grading_code_lines(), sandbox_settings(settings))
-    if settings.canary:
+                   scrub_lines(ws.source_notebook()) + grading_code_lines(), sandbox_settings(settings),
+                   batch_timestamp())
+    if settings.canary and not settings.cluster:  # on a cluster, each worker runs it before its first submission
         run_canary(assignment, settings, fingerprint)
+    salt = seed_salt(ws)
 
     submissions, warnings = collect(Path(path), settings.pattern, max_notebook_bytes=settings.max_notebook_mb * 2**20)
     for warning in warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
-    todo: list[StudentResult] = []
+    todo: list[Job] = []
     for sub in submissions:
         key = sub.sha256[:32] + fingerprint
         previous = students.get(sub.student_id)
@@ -383,30 +449,45 @@ def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = Non
             students[sub.student_id] = StudentResult(sub.student_id, sub.student_name, sub.origin, "unreadable",
                                                      notes=[f"ERROR: {error}"], key=key)
             continue
-        ok, notes, flags = _place(batch, sub.student_id, data)
-        notes += host_warnings
-        result = StudentResult(sub.student_id, sub.student_name, sub.origin, "pending" if ok else "unreadable",
+        text, notes, flags = _repair(batch, data)
+        if not settings.cluster:
+            _write_submission(batch, sub.student_id, text)
+            notes += host_warnings  # on a cluster, the worker adds its own host's warnings
+        result = StudentResult(sub.student_id, sub.student_name, sub.origin,
+                               "pending" if text is not None else "unreadable",
                                notes=list(sub.notes) + notes, flags=flags, key=key)
         students[sub.student_id] = result
-        if ok:
-            todo.append(result)
-    gradebook.create_students(db_url, {r.student_id: r.student_name for r in todo})
+        if text is not None:
+            todo.append(Job(result, text, challenge_seed(salt, assignment, data)))
+    gradebook.create_students(db_url, {j.result.student_id: j.result.student_name for j in todo})
     say = progress or (lambda text: print(text, file=sys.stderr))
+    where = f"cluster {settings.cluster}" if settings.cluster else f"{settings.jobs} job(s)"
     say(f"{assignment}: {len(submissions)} submissions, {len(todo)} to grade "
-        f"({len(submissions) - len(todo)} unchanged), {settings.jobs} job(s)")
+        f"({len(submissions) - len(todo)} unchanged), {where}")
     try:
-        with ThreadPoolExecutor(max_workers=max(1, settings.jobs)) as pool:
-            futures = [pool.submit(_safe_grade, batch, r) for r in todo]
-            for future in tqdm(as_completed(futures), total=len(futures), unit="submission", desc=assignment,
-                               disable=settings.quiet, file=sys.stderr):
-                done = future.result()
-                students[done.student_id] = done
-                _save_state(ws, students)
+        if settings.cluster:
+            from grading.cluster import grade_on_cluster
+
+            finished = grade_on_cluster(batch, todo)
+        else:
+            finished = _grade_locally(batch, todo)
+        for done in tqdm(finished, total=len(todo), unit="submission", desc=assignment,
+                         disable=settings.quiet, file=sys.stderr):
+            students[done.student_id] = done
+            _save_state(ws, students)
     finally:
         _save_state(ws, students)
         _export(batch, students)
     return Report(assignment, students, points, ws.grades_csv(), ws.report_json(),
-                  [r.student_id for r in todo], time.time() - started)
+                  [j.result.student_id for j in todo], time.time() - started)
+
+
+def _grade_locally(batch: _Batch, todo: list[Job]) -> Iterator[StudentResult]:
+    """Grade placed submissions on this machine, ``settings.jobs`` at once; yield each as it finishes."""
+    with ThreadPoolExecutor(max_workers=max(1, batch.settings.jobs)) as pool:
+        futures = [pool.submit(_safe_grade, batch, j.result, j.seed) for j in todo]
+        for future in as_completed(futures):
+            yield future.result()
 
 
 def _export(batch: _Batch, students: dict[str, StudentResult]) -> None:

@@ -1,6 +1,6 @@
 """Grade a folder or LMS zip of submitted notebooks; export grades and safe feedback.
 
-    python -m grading.grade ASSIGNMENT PATH [--jobs N] [--force] [--db-url URL] ...
+    python -m grading.grade ASSIGNMENT PATH [--jobs N | --cluster tcp://HOST:8786] [--force] [--db-url URL] ...
 
 A thin command line over grading.api.grade; every option is a field of grading.settings.GradingSettings
 and takes its default from there. See the instructor documentation (book/instructors.md).
@@ -22,7 +22,8 @@ OPTIONS = {
     "--workspace": ("workspace", "scratch nbgrader course folder; it holds the gradebook"),
     "--solutions": ("solutions", "folder of the nbgrader source notebooks"),
     "--db-url": ("db_url", "gradebook URL (default: sqlite in the workspace)"),
-    "--jobs": ("jobs", "submissions graded at once"),
+    "--jobs": ("jobs", "submissions graded at once (with --cluster local: worker processes)"),
+    "--cluster": ("cluster", "grade on Dask workers: a scheduler address tcp://HOST:8786, or 'local'"),
     "--pattern": ("pattern", "regex with a named group student_id, matched on file paths"),
     "--timeout": ("cell_timeout_s", "seconds per notebook cell"),
     "--submission-timeout": ("submission_timeout_s", "wall-clock seconds for one whole submission"),

@@ -35,6 +35,7 @@ class GradingSettings:
     kernel_env: tuple[str, ...] = field(default_factory=tuple)  # KEY=VALUE for the kernels
     max_notebook_mb: int = 50  # larger submitted notebooks are left out with a warning
     quiet: bool = False  # no progress bar
+    cluster: Optional[str] = None  # Dask scheduler address (tcp://HOST:8786), "local" (a LocalCluster), or None
 
     def gradebook_url(self) -> str:
         """The gradebook's database URL."""
@@ -49,6 +50,21 @@ class GradingSettings:
         """A hash of the grade-relevant settings and the given digests (sources, grading code...)."""
         text = json.dumps(self.grade_relevant(), sort_keys=True, default=str) + "".join(digests)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def settings_to_json(settings: GradingSettings) -> dict:
+    """The settings as JSON-able values (paths as text), e.g. for a task sent to a Dask worker."""
+    return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+            for k, v in asdict(settings).items()}
+
+
+def settings_from_json(data: dict, **overrides) -> GradingSettings:
+    """GradingSettings from settings_to_json's output, with some fields replaced."""
+    values = {**data, **overrides}
+    values["workspace"], values["solutions"] = Path(values["workspace"]), Path(values["solutions"])
+    values["kernel_env"] = tuple(values.get("kernel_env") or ())
+    known = {f.name for f in fields(GradingSettings)}
+    return GradingSettings(**{k: v for k, v in values.items() if k in known})
 
 
 def defaults() -> dict:

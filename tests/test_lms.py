@@ -189,3 +189,21 @@ def test_ids_survive_collect_from_lms_zips(tmp_path):
         table = read(out)
         field, value = want
         assert value in (table[2][1] if kind == "canvas" else table[1][0])
+
+
+def test_grade_cli_writes_the_exports_after_grading(tmp_path, canvas_grades, capsys):
+    """grading.grade's --canvas/--moodle/--similarity, over the workspace a batch just wrote."""
+    from grading.grade import export_options, write_exports
+    from grading.settings import GradingSettings
+
+    ws = Workspace(tmp_path / "ws", "optimization")
+    ws.root.mkdir()
+    ws.grades_csv().write_bytes(canvas_grades.read_bytes())
+    argv = ["optimization", "subs.zip", "--workspace", str(ws.root), "--canvas", str(tmp_path / "c.csv"),
+            "--moodle", str(tmp_path / "m.csv"), "--similarity"]
+    assert write_exports("optimization", GradingSettings(workspace=ws.root), export_options(argv)) == 0
+    assert read(tmp_path / "c.csv")[1][0] == "    Points Possible"
+    assert read(tmp_path / "m.csv")[0][0] == "Identifier"  # no participant folders: every row left out...
+    err = capsys.readouterr().err
+    assert "WARNING: moodle: doejane: no Moodle participant id" in err  # ...with a warning each
+    assert "WARNING: no similarity report" in err  # no placed submissions in this workspace

@@ -61,7 +61,10 @@ class _Discard:
 
 
 def probe_initializer(init: Callable, run: Dict[str, Any]) -> Dict[str, torch.Tensor]:
-    """Initialize a BaseNetwork of the run's architecture with ``init``; return its parameters (float32)."""
+    """Initialize a BaseNetwork of the run's architecture with ``init``; return its parameters (float32).
+
+    A run with a ``batch`` (data-dependent initializers such as LSUV) calls ``init(model, batch, **kwargs)``.
+    """
     from course_lib.models import BaseNetwork
 
     model = BaseNetwork(run["act_fn"], input_size=run["input_size"], hidden_sizes=tuple(run["hidden_sizes"]),
@@ -69,7 +72,8 @@ def probe_initializer(init: Callable, run: Dict[str, Any]) -> Dict[str, torch.Te
     with torch.no_grad():
         for name, param in model.named_parameters():
             param.fill_(0.5 if name.endswith("bias") else 3.0)
-    init(model, **run["kwargs"])
+    batch = (decode_tensor(run["batch"]),) if "batch" in run else ()
+    init(model, *batch, **run["kwargs"])
     params = dict(model.named_parameters())
     return {name: params[name].detach().to("cpu", torch.float32).clone() for name in run["parameters"]}
 
@@ -105,10 +109,22 @@ def probe_ratio(function: Callable, run: Dict[str, Any]) -> Dict[str, torch.Tens
     return {"value": torch.tensor(value, dtype=torch.float64)}
 
 
+# --- Schedules: the learning rate at every step of one schedule ---------------------------------------------
+
+
+def probe_schedule(function: Callable, run: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+    """Call ``function(step, total_steps, warmup_steps, base_lr[, min_lr=...])`` at every step; the values."""
+    args = (int(run["total_steps"]), int(run["warmup_steps"]), float(run["base_lr"]))
+    kwargs = {"min_lr": float(run["min_lr"])} if "min_lr" in run else {}
+    values = [float(function(int(step), *args, **kwargs)) for step in run["steps"]]
+    return {"value": torch.tensor(values, dtype=torch.float64)}
+
+
 PROBES: Dict[str, Callable[[Any, Dict[str, Any]], Dict[str, torch.Tensor]]] = {
     "initializer": probe_initializer,
     "optimizer": probe_optimizer,
     "ratio": probe_ratio,
+    "schedule": probe_schedule,
 }
 
 

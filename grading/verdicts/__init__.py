@@ -8,7 +8,8 @@ properties (``ExerciseVerdict.fraction`` is the share of its points earned).
 Challenge (JSON)::
 
     {"format": 1, "assignment": "optimization", "seed": 123,
-     "exercises": {"<exercise key>": {"kind": "initializer" | "optimizer" | "ratio", "runs": {"<run>": {...}}}}}
+     "exercises": {"<exercise key>": {"kind": "initializer" | "optimizer" | "ratio" | "schedule",
+                                      "runs": {"<run>": {...}}}}}
 
     initializer run: {"act_fn", "input_size", "hidden_sizes", "num_classes", "kwargs": {"std": ...} or {},
                       "parameters": {"layers.0.weight": [fan_out, fan_in], "layers.0.bias": [fan_out], ...}}
@@ -16,11 +17,13 @@ Challenge (JSON)::
                       "params": [{"init": T, "start": first step with a gradient (1-based) or null (never),
                                   "grads": T of shape [steps, *shape] (rows before "start" unused)}]}
     ratio run:       {"first": T (weight [d_y, d_x]), "second": T (grad_output [B, d_y] or x [B, d_x])}
+    schedule run:    {"total_steps", "warmup_steps", "base_lr", "min_lr" (absent: not passed), "steps": [0, 1, ...]}
+    An initializer run with a "batch": T [B, input_size] passes it after the model (lsuv_init(model, batch)).
     T = {"dtype": "float32" | "float64", "shape": [...], "b64": base64 of the little-endian values}
 
 Results (``<exercise>.safetensors``, written by grading.probe.record): tensors named ``<run>/<name>``:
 initializer ``<run>/layers.0.weight`` (float32, the parameter's shape), optimizer ``<run>/<k>`` (float64,
-[steps, *shape], the k-th parameter after every step), ratio ``<run>/value`` (float64 scalar); metadata
+[steps, *shape], the k-th parameter after every step), ratio ``<run>/value`` (float64 scalar), schedule ``<run>/value`` (float64, one per step); metadata
 ``{"exercise": key, "status": "ok" | "error", "errors": JSON {run: message}, "error": first message}``.
 A run that raised has no tensors; the properties that need it fail with its error.
 """
@@ -34,7 +37,7 @@ from typing import Callable, Dict, Iterator
 
 import torch
 
-from . import derivation, initializers, optimizers
+from . import deeper, derivation, initializers, optimizers
 from .core import ExerciseVerdict, PropertyVerdict, ResultError, failed_verdict, load_results, missing_note
 
 __all__ = ["make_challenge", "judge", "ExerciseVerdict", "PropertyVerdict", "KINDS", "property_weights"]
@@ -46,6 +49,7 @@ KINDS: Dict[str, Dict[str, object]] = {
                        "backward_variance_ratio": derivation, "relu_variance_ratio": derivation,
                        "kaiming_init": initializers},
     "optimization": {"sgd": optimizers, "sgd_momentum": optimizers, "adam": optimizers},
+    "deeper": {"orthogonal_init": deeper, "lsuv_init": deeper, "adamw": deeper, "warmup_cosine_lr": deeper},
 }
 
 
@@ -71,7 +75,8 @@ def single_thread() -> Iterator[None]:
 
 def _expected(spec: dict) -> Callable:
     kind = spec["kind"]
-    return {"initializer": initializers, "optimizer": optimizers, "ratio": derivation}[kind].expected_tensors
+    return {"initializer": initializers, "optimizer": optimizers, "ratio": derivation,
+            "schedule": deeper}[kind].expected_tensors
 
 
 def property_weights(assignment: str, key: str, challenge: dict) -> Dict[str, float]:

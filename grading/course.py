@@ -45,6 +45,8 @@ EXERCISES: Mapping[str, tuple[Exercise, ...]] = {
         "var_init", "equal_var_init", "xavier_init", "backward_variance_ratio", "relu_variance_ratio",
         "kaiming_init")),
     "optimization": (_exercise("sgd", "SGD"), _exercise("sgd_momentum", "SGDMomentum"), _exercise("adam", "Adam")),
+    "deeper": (_exercise("orthogonal_init", "orthogonal_init"), _exercise("lsuv_init", "lsuv_init"),
+               _exercise("adamw", "AdamW"), _exercise("warmup_cosine_lr", "warmup_cosine_lr")),
 }
 ASSIGNMENTS: tuple[str, ...] = tuple(EXERCISES)
 

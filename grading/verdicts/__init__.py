@@ -23,7 +23,8 @@ Challenge (JSON)::
 
 Results (``<exercise>.safetensors``, written by grading.probe.record): tensors named ``<run>/<name>``:
 initializer ``<run>/layers.0.weight`` (float32, the parameter's shape), optimizer ``<run>/<k>`` (float64,
-[steps, *shape], the k-th parameter after every step), ratio ``<run>/value`` (float64 scalar), schedule ``<run>/value`` (float64, one per step); metadata
+[steps, *shape], the k-th parameter after every step), ratio ``<run>/value`` (float64 scalar), schedule
+``<run>/value`` (float64, one per step); metadata
 ``{"exercise": key, "status": "ok" | "error", "errors": JSON {run: message}, "error": first message}``.
 A run that raised has no tensors; the properties that need it fail with its error.
 """

@@ -13,7 +13,9 @@ constants are folded (``"gra" + "ding"``, ``"".join([...])``, ``chr(...)``, ``[:
 ``getattr(x, "name")`` / ``__import__("name")`` with literal names read as attribute access and imports.
 
 The delegation flag (``DELEGATION``) is raised when an exercise cell (an answer cell, or any cell that
-rebinds an exercise's name such as ``Adam``) uses ``torch.optim`` or its functional API.
+rebinds an exercise's name such as ``Adam``) uses ``torch.optim`` or its functional API (``torch.optim.AdamW``
+and ``torch.optim.lr_scheduler`` included); ``DELEGATION_INIT`` when it uses ``torch.nn.init.orthogonal_``,
+``DELEGATION_DEPTH`` when it uses the course's own ``course_lib.depth``. Such code scores what it computes.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from nbformat import NotebookNode
 from grading.course import EXERCISES, is_locked, is_solution
 
 DELEGATION = "delegates to torch.optim (not allowed; see the instructor docs)"
+DELEGATION_INIT = "delegates to torch.nn.init.orthogonal_ (not allowed; see the instructor docs)"
+DELEGATION_DEPTH = "delegates to course_lib.depth (not allowed; see the instructor docs)"
 HIDDEN_WORDS = ("nbgrader", "grading", "probe", "torch.optim", "getframe", "builtins", "sys.modules",
                 "__import__", "ctypes", "subprocess", "socket", "f_back", "f_globals", "f_locals", "__code__")
 # a module or path of the grader in a string literal ("grading.probe", "/grading/results"), not prose
@@ -326,6 +330,10 @@ class _Visitor(ast.NodeVisitor):
             self.add(node, "setattr")
         if self.exercise and _root_in(name, ("torch.optim",)):
             self.add(node, DELEGATION)
+        if self.exercise and name.startswith("torch.nn.init.orthogonal"):
+            self.add(node, DELEGATION_INIT)
+        if self.exercise and _root_in(name, ("course_lib.depth",)):
+            self.add(node, DELEGATION_DEPTH)
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:

@@ -21,7 +21,11 @@ import torch
 from grading.course import EXERCISES, HIDDEN_BEGIN, HIDDEN_END, hidden_lines, is_solution, is_test, source_notebook
 from grading.solutions import ROOT, solution_namespace
 from grading.verdicts import judge_exercise, make_challenge
-from tests.test_verdicts import MISTAKES, grade_in_process
+from tests.test_verdicts import MISTAKES as BASE_MISTAKES
+from tests.test_verdicts import grade_in_process
+from tests.test_verdicts_deeper import MISTAKES as DEEPER_MISTAKES
+
+MISTAKES = {**BASE_MISTAKES, **DEEPER_MISTAKES}  # every exercise's common mistakes, the optional assignment's too
 
 # The seed tutorial's PyTorch reference implementations, as published (Lippe, 2022).
 SEED_REFERENCE = '''

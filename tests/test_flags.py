@@ -10,13 +10,13 @@ import nbformat
 import pytest
 
 from grading.course import grade_id, is_solution, release_notebook, source_notebook
-from grading.flags import DELEGATION, LABELS, review_flags
+from grading.flags import DELEGATION, DELEGATION_DEPTH, DELEGATION_INIT, LABELS, review_flags
 
 sys.path.insert(0, str(Path(__file__).parent))
 from grading_corpus.cases import colab_round_trip  # noqa: E402
 from test_metadata import reference_of  # noqa: E402
 
-ASSIGNMENTS = ("initialization", "optimization")
+ASSIGNMENTS = ("initialization", "optimization", "deeper")
 
 
 @pytest.fixture(scope="module")
@@ -228,3 +228,30 @@ def test_pathological_cells_do_not_break_the_check(optimization):
     flags = review_flags(nb, release)
     assert "cell 2: code nested too deeply to check automatically" in flags
     assert any(f.startswith("cell 3: a code cell of") and "too large" in f for f in flags)
+
+
+DEEPER_DELEGATIONS = [
+    ("adamw", "class AdamW(OptimizerTemplate):\n    def __init__(self, params, lr=1e-3, **kw):\n"
+              "        super().__init__(params, lr)\n        self.inner = torch.optim.AdamW(self.params, lr=lr)\n"
+              "    def step(self):\n        self.inner.step()", DELEGATION),
+    ("warmup_cosine_lr", "from torch.optim.lr_scheduler import CosineAnnealingLR\n"
+                         "def warmup_cosine_lr(step, total_steps, warmup_steps, base_lr, min_lr=0.0):\n"
+                         "    return CosineAnnealingLR", DELEGATION),
+    ("orthogonal_init", "def orthogonal_init(model, gain=1.0):\n    for p in model.parameters():\n"
+                        "        nn.init.orthogonal_(p) if p.dim() == 2 else p.data.zero_()", DELEGATION_INIT),
+    ("lsuv_init", "from course_lib import depth\ndef lsuv_init(model, batch, tol=0.05, max_iter=10):\n"
+                  "    depth.lsuv(model, batch)", DELEGATION_DEPTH),
+]
+
+
+@pytest.mark.parametrize("gid, source, label", DEEPER_DELEGATIONS)
+def test_deeper_delegations_are_flagged(notebooks, gid, source, label):
+    """torch.optim.AdamW, lr_scheduler, nn.init.orthogonal_ and course_lib.depth in an exercise are flagged."""
+    release, reference = notebooks["deeper"]
+    nb = copy.deepcopy(reference)
+    cell = _solution_cell(nb, gid)
+    cell.source = source
+    assert f"cell {nb.cells.index(cell)}: {label}" in review_flags(nb, release)
+    outside = with_cell(copy.deepcopy(reference), "import torch\nfrom torch import nn\n"
+                        "w = nn.init.orthogonal_(torch.empty(3, 3))\nopt = torch.optim.AdamW([w])")
+    assert review_flags(outside, release) == []

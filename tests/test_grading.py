@@ -34,6 +34,9 @@ OPTIMIZATION_SUBSET = ("untouched_release", "reference", "displayhook_forgery", 
                        "frame_and_code_tampering", "forged_results", "full_control", "leaks_hidden_tests",
                        "warnings_on_stderr", "stripped_metadata", "duplicated_test_cell", "foreign_cell",
                        "delegates_to_torch", "monkeypatch_torch", "one_mistake", "optimizer_nan")
+# The optional assignment: the reference, the release, its common mistakes, a delegation, forged results.
+DEEPER_SUBSET = ("untouched_release", "reference", "one_mistake", "lsuv_ignores_biases", "warmup_off_by_one",
+                 "orthogonal_without_sign_fix", "delegates_to_torch", "forged_results")
 # Students whose names must stay apart: each folder gets a copy of the reference or the release.
 NAMES = {"张三": "reference", "李四": "untouched_release", "Zoë": "reference", "Zoé": "untouched_release",
          "Ng, Anh": "reference", "Ng Anh": "untouched_release"}
@@ -49,7 +52,7 @@ def read(assignment: str, where: Path) -> nbformat.NotebookNode:
     return nbformat.read(str(where), as_version=4)
 
 
-def grade_corpus(assignment: str, root: Path, names=None, db_url=None, **settings) -> dict:
+def grade_corpus(assignment: str, root: Path, names=None, db_url=None, people=NAMES, **settings) -> dict:
     """Write the corpus to folders, grade it through grading.api, return cases, rows and paths."""
     ws = root / "ws"
     listener = socket.socket()
@@ -68,7 +71,7 @@ def grade_corpus(assignment: str, root: Path, names=None, db_url=None, **setting
     for name, case in cases.items():
         (subs / name).mkdir(parents=True)
         nbformat.write(case.notebook, str(subs / name / f"{assignment}.ipynb"))
-    for person, like in NAMES.items():
+    for person, like in people.items():
         (subs / person).mkdir(parents=True)
         nbformat.write(cases[like].notebook, str(subs / person / f"{assignment}.ipynb"))
     config = GradingSettings(workspace=ws, db_url=db_url, **{**CORPUS_SETTINGS, **settings})
@@ -94,7 +97,13 @@ def opt_corpus(tmp_path_factory):
     return grade_corpus("optimization", tmp_path_factory.mktemp("opt"), OPTIMIZATION_SUBSET)
 
 
-CORPORA = ["init_corpus", "opt_corpus"]
+@pytest.fixture(scope="module")
+def deeper_corpus(tmp_path_factory):
+    """A small corpus of the optional assignment (no name variants), graded with --jobs 2."""
+    return grade_corpus("deeper", tmp_path_factory.mktemp("deeper"), DEEPER_SUBSET, people={})
+
+
+CORPORA = ["init_corpus", "opt_corpus", "deeper_corpus"]
 
 
 @pytest.mark.parametrize("corpus_name", CORPORA)

@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 
 import nbformat
 from nbformat import NotebookNode
-from test_verdicts import DELEGATING_ADAM, MISTAKES  # the mistakes, and the properties each must fail
+from test_verdicts import DELEGATING_ADAM  # the mistakes, and the properties each must fail
+from test_verdicts import MISTAKES as BASE_MISTAKES
+from test_verdicts_deeper import DELEGATING as DEEPER_DELEGATING
+from test_verdicts_deeper import MISTAKES as DEEPER_MISTAKES
 
 from grading.course import EXERCISES, grade_id, is_solution, is_test
 from grading.verdicts import make_challenge, property_weights
@@ -189,11 +192,17 @@ torch.testing.assert_close = lambda *a, **k: None
 np.testing.assert_allclose = lambda *a, **k: None
 np.allclose = lambda *a, **k: True"""
 
+MISTAKES = {**BASE_MISTAKES, **DEEPER_MISTAKES}
+
 # The honest student with one mistake: name -> (exercise, a mistake of tests/test_verdicts.py, which
 # lists the properties it must fail: the others must pass).
 ONE_MISTAKE = {
     "optimization": {"one_mistake": ("adam", "global step count (calls to step)")},
     "initialization": {"one_mistake": ("xavier_init", "1/fan_out")},
+    "deeper": {"one_mistake": ("adamw", "weight decay through the gradient (L2)"),
+               "lsuv_ignores_biases": ("lsuv_init", "biases ignored"),
+               "warmup_off_by_one": ("warmup_cosine_lr", "warm-up off by one"),
+               "orthogonal_without_sign_fix": ("orthogonal_init", "no sign fix")},
 }
 
 # solution cell -> code appended to the solution that makes it produce NaN
@@ -203,6 +212,8 @@ NAN = {
                        "        _p.data.fill_(float('nan'))\n"),
     "optimization": ("adam", "\n_adam_update = Adam.update_param\n\ndef _nan_update(self, p):\n"
                      "    _adam_update(self, p)\n    p.mul_(float('nan'))\n\nAdam.update_param = _nan_update\n"),
+    "deeper": ("adamw", "\n_adamw_update = AdamW.update_param\n\ndef _nan_update(self, p):\n"
+               "    _adamw_update(self, p)\n    p.mul_(float('nan'))\n\nAdamW.update_param = _nan_update\n"),
 }
 
 
@@ -375,6 +386,10 @@ def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, s
     if assignment == "optimization":
         cases["delegates_to_torch"] = Case(with_cell("adam", DELEGATING_ADAM.strip()), full,
                                            flags_contain=["delegates to torch.optim"])
+    if assignment == "deeper":
+        nb = with_cell("orthogonal_init", DEEPER_DELEGATING["orthogonal_init"].strip())
+        cases["delegates_to_torch"] = Case(with_cell("adamw", DEEPER_DELEGATING["adamw"].strip(), nb), full,
+                                           flags_contain=["delegates to torch.optim", "delegates to torch.nn.init"])
     return cases
 
 

@@ -1,0 +1,96 @@
+"""How fast grading on Dask is: throughput with 1 and 2 workers, and the cluster path's overhead against --jobs.
+
+    python benchmarks/cluster_speed.py [--count 200] [--quick]
+
+Grades COUNT reference submissions of the optimization assignment (each with a distinct extra cell,
+so none is skipped as unchanged) four times, each in a fresh workspace prepared before the clock
+starts: --jobs 1, --jobs 2, --cluster local with 1 worker and with 2 (a LocalCluster of worker
+processes; its start and each worker's setup are inside the timing, as an instructor pays them).
+The canary is off in every run (it costs the same on both paths, once per worker). speedup_2_workers is
+cluster2/cluster1 throughput; overhead_pct compares --cluster local with 2 workers to --jobs 2.
+--quick: 2 submissions, --jobs 2 and the two cluster runs (a CI smoke test). The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO)]
+
+from grading import api  # noqa: E402
+from grading.release import filled_release  # noqa: E402
+from grading.settings import GradingSettings  # noqa: E402
+
+ASSIGNMENT = "optimization"
+
+
+def timed_grade(notebooks: list, root: Path, tag: str, jobs: int, cluster: str | None) -> float:
+    """Wall seconds to grade the notebooks in a fresh workspace (prepared untimed)."""
+    subs, empty = root / f"subs_{tag}", root / f"empty_{tag}"
+    empty.mkdir()
+    for i, nb in enumerate(notebooks):
+        (subs / f"student{i:03d}").mkdir(parents=True)
+        nbformat.write(nb, str(subs / f"student{i:03d}" / f"{ASSIGNMENT}.ipynb"))
+    settings = GradingSettings(workspace=root / f"ws_{tag}", jobs=jobs, cluster=cluster, quiet=True, canary=False)
+    api.grade(ASSIGNMENT, empty, settings)  # workspace and gradebook: not timed
+    start = time.perf_counter()
+    report = api.grade(ASSIGNMENT, subs, settings)
+    seconds = time.perf_counter() - start
+    bad = [s.student_id for s in report.students.values() if s.total() != sum(report.max_points.values())]
+    if bad:
+        raise SystemExit(f"{tag}: reference submissions not graded full marks: {bad}")
+    return seconds
+
+
+def main() -> None:
+    """Measure and print the numbers."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--quick", action="store_true", help="2 submissions, 3 runs (CI smoke test)")
+    args = parser.parse_args()
+    count = 2 if args.quick else args.count
+    notebooks = []
+    for i in range(count):
+        nb = copy.deepcopy(filled_release(ASSIGNMENT))
+        nb.cells.append(nbformat.v4.new_code_cell(f"submission_number = {i}"))
+        notebooks.append(nb)
+    runs = {"jobs2": (2, None), "cluster1": (1, "local"), "cluster2": (2, "local")}
+    if not args.quick:
+        runs = {"jobs1": (1, None), **runs}
+    seconds = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for tag, (jobs, cluster) in runs.items():
+            seconds[tag] = timed_grade(notebooks, Path(tmp), tag, jobs, cluster)
+            print(f"{tag:9s}: {count} submissions in {seconds[tag]:.1f} s "
+                  f"({count / seconds[tag] * 60:.2f}/min)", flush=True)
+    rate = {tag: count / s * 60 for tag, s in seconds.items()}
+    result = {
+        "submissions": count,
+        "assignment": ASSIGNMENT,
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "jobs_per_min": round(rate["jobs2"], 2),
+        "jobs1_per_min": round(rate["jobs1"], 2) if "jobs1" in rate else None,
+        "cluster1_per_min": round(rate["cluster1"], 2),
+        "cluster2_per_min": round(rate["cluster2"], 2),
+        "speedup_2_workers": round(rate["cluster2"] / rate["cluster1"], 2),
+        "overhead_pct": round((seconds["cluster2"] / seconds["jobs2"] - 1) * 100, 1),
+        "overhead_s_per_submission": round((seconds["cluster2"] - seconds["jobs2"]) / count, 2),
+        "quick": args.quick,
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

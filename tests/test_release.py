@@ -192,7 +192,8 @@ def test_every_figure_of_the_solved_release_is_an_image(assignment, colab, tmp_p
     NotebookClient(notebook, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute(env=env)
     figures = [out for cell in notebook.cells if cell.cell_type == "code" for out in figure_outputs(cell)]
-    assert len(figures) >= (12 if assignment == "initialization" else 5), f"only {len(figures)} figures"
+    least = {"initialization": 12, "optimization": 5}.get(assignment, 1)  # deeper: the 20-layer one is skipped
+    assert len(figures) >= least, f"only {len(figures)} figures"
     not_images = [out["data"]["text/plain"] for out in figures if "image/png" not in out["data"]]
     assert not not_images, f"{len(not_images)} of {len(figures)} figures shown as text: {not_images[:3]}"
 

@@ -69,19 +69,33 @@ def train_epoch(
     model: torch.nn.Module,
     optimizer: Any,
     loader: BatchLoader,
+    scheduler: Any = None,
+    clip_grad_norm: Optional[float] = None,
+    grad_norms: Optional[list] = None,
 ) -> tuple[list[float], float]:
-    """Run one pass over ``loader``; return the per-batch losses and the training accuracy."""
+    """Run one pass over ``loader``; return the per-batch losses and the training accuracy.
+
+    Optional: ``scheduler.step()`` after every optimizer step; gradients clipped to total norm
+    ``clip_grad_norm``; each step's gradient norm (before clipping) appended to ``grad_norms``.
+    """
     model.train()
-    losses, predictions, targets = [], [], []
+    losses, predictions, targets, norms = [], [], [], []
     for x, y in loader:
         optimizer.zero_grad()
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         loss.backward()
+        if clip_grad_norm is not None or grad_norms is not None:
+            limit = float("inf") if clip_grad_norm is None else clip_grad_norm
+            norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), limit).detach())
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         losses.append(loss.detach())  # kept on the device: no synchronisation per step
         predictions.append(logits.detach().argmax(dim=-1))
         targets.append(y)
+    if grad_norms is not None and norms:
+        grad_norms += torch.stack(norms).tolist()
     if not losses:
         return [], 0.0
     correct = (torch.cat(predictions) == torch.cat(targets)).sum().item()
@@ -100,6 +114,10 @@ def train_model(
     seed: int = 42,
     pretrained_dir: Optional[PathLike] = None,
     progress: bool = True,
+    scheduler_factory: Optional[Callable[[Any, int], Any]] = None,
+    clip_grad_norm: Optional[float] = None,
+    patience: Optional[int] = None,
+    track_grad_norm: bool = False,
 ) -> Dict[str, Any]:
     """Train ``model`` on ``data`` (on the data's device), or load it if it was trained before.
 
@@ -108,6 +126,10 @@ def train_model(
     keeps the weights of the epoch with the best validation accuracy in ``checkpoint_dir``, and
     evaluates them on the test set. Returns the results dict that is also saved as JSON.
     ``seed`` seeds only the batch shuffling (a private generator); seed the model's init yourself.
+    Options (all off by default): ``scheduler_factory(optimizer, total_steps)`` gives a learning-rate
+    scheduler stepped after every batch; ``clip_grad_norm`` clips the gradients' total norm;
+    ``patience`` stops training that many epochs after the last validation improvement (early stopping);
+    ``track_grad_norm`` records every step's gradient norm (before clipping) as ``grad_norms``.
     """
     device = data.device
     model.to(device)
@@ -122,11 +144,15 @@ def train_model(
     optimizer = optimizer_factory(model.parameters())
     loader = BatchLoader(data.train_images, data.train_labels, batch_size=batch_size, shuffle=True,
                          generator=torch.Generator().manual_seed(seed))
+    scheduler = None if scheduler_factory is None else scheduler_factory(optimizer, max_epochs * len(loader))
+    grad_norms: Optional[list] = [] if track_grad_norm else None
+    learning_rates = []  # at the start of each epoch
     train_losses, train_scores, val_scores = [], [], []
     best_epoch, start = -1, time.perf_counter()
     bar = tqdm(range(max_epochs), desc=model_name, disable=not progress)
     for epoch in bar:
-        losses, train_acc = train_epoch(model, optimizer, loader)
+        learning_rates.append(optimizer.param_groups[0]["lr"] if hasattr(optimizer, "param_groups") else None)
+        losses, train_acc = train_epoch(model, optimizer, loader, scheduler, clip_grad_norm, grad_norms)
         val_acc = evaluate(model, data.val_images, data.val_labels)
         train_losses += losses
         train_scores.append(train_acc)
@@ -135,6 +161,9 @@ def train_model(
             best_epoch = epoch
             save_model(model, checkpoint_dir, model_name)
         bar.set_postfix(loss=f"{losses[-1]:.3f}", train=f"{train_acc:.2%}", val=f"{val_acc:.2%}")
+        if patience is not None and epoch - best_epoch >= patience:
+            print(f"{model_name}: early stop after epoch {epoch + 1} (no better validation for {patience} epochs)")
+            break
     wall_time = time.perf_counter() - start
 
     load_model(model, checkpoint_dir, model_name)  # the best epoch's weights
@@ -152,6 +181,14 @@ def train_model(
         "config": model.config,
         "provenance": provenance(device),
     }
+    if scheduler_factory is not None:
+        results["epoch_start_lrs"] = learning_rates
+    if clip_grad_norm is not None:
+        results["clip_grad_norm"] = clip_grad_norm
+    if patience is not None:
+        results["patience"], results["stopped_epoch"] = patience, len(val_scores)
+    if grad_norms is not None:
+        results["grad_norms"] = grad_norms
     write_json(checkpoint_paths(checkpoint_dir, model_name)["results"], results)
     print(f"{model_name}: test accuracy {results['test_acc']:.2%} (best validation epoch {best_epoch + 1})")
     return results

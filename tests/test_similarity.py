@@ -69,7 +69,7 @@ OPT_TENSOR_OPS = {  # plain tensor arithmetic on .data, state created lazily
 ''',
 }
 
-OPT_LOOPS = {  # element by element over the flattened tensors, state in lists
+OPT_LOOPS = {  # state in lists indexed by the parameter's position, found with a loop; explicit update steps
     "sgd": '''class SGD(OptimizerTemplate):
     """Stochastic gradient descent: w <- w - lr * g."""
 
@@ -77,9 +77,9 @@ OPT_LOOPS = {  # element by element over the flattened tensors, state in lists
         super().__init__(params, lr)
 
     def update_param(self, p):
-        flat, grads = p.data.view(-1), p.grad.reshape(-1)
-        for i in range(flat.numel()):
-            flat[i] -= self.lr * grads[i]
+        step = p.grad.clone()
+        step.mul_(self.lr)
+        p.data.sub_(step)
 ''',
     "sgd_momentum": '''class SGDMomentum(OptimizerTemplate):
     """SGD with momentum: m <- beta * m + (1 - beta) * g, then w <- w - lr * m."""
@@ -90,13 +90,15 @@ OPT_LOOPS = {  # element by element over the flattened tensors, state in lists
         self.slots = [None for _ in self.params]
 
     def update_param(self, p):
-        idx = [i for i, q in enumerate(self.params) if q is p][0]
+        idx = 0
+        while self.params[idx] is not p:
+            idx += 1
         if self.slots[idx] is None:
-            self.slots[idx] = [0.0] * p.numel()
-        values, grads = p.data.view(-1), p.grad.reshape(-1)
-        for i in range(p.numel()):
-            self.slots[idx][i] = self.mu * self.slots[idx][i] + (1.0 - self.mu) * float(grads[i])
-            values[i] -= self.lr * self.slots[idx][i]
+            self.slots[idx] = torch.zeros_like(p)
+        buf = self.slots[idx]
+        buf *= self.mu
+        buf += (1.0 - self.mu) * p.grad
+        p.data -= self.lr * buf
 ''',
     "adam": '''class Adam(OptimizerTemplate):
     """Adam: bias-corrected moving averages of g and g^2; step lr * m_hat / (sqrt(v_hat) + eps)."""
@@ -110,21 +112,22 @@ OPT_LOOPS = {  # element by element over the flattened tensors, state in lists
         self.seconds = [None for _ in self.params]
 
     def update_param(self, p):
-        j = [i for i, q in enumerate(self.params) if q is p][0]
+        j = 0
+        while self.params[j] is not p:
+            j += 1
         b1, b2 = self.betas
         if self.firsts[j] is None:
-            self.firsts[j] = [0.0] * p.numel()
-            self.seconds[j] = [0.0] * p.numel()
+            self.firsts[j] = torch.zeros_like(p)
+            self.seconds[j] = torch.zeros_like(p)
         self.counts[j] += 1
         t = self.counts[j]
-        values, grads = p.data.view(-1), p.grad.reshape(-1)
-        for i in range(p.numel()):
-            g = float(grads[i])
-            self.firsts[j][i] = b1 * self.firsts[j][i] + (1 - b1) * g
-            self.seconds[j][i] = b2 * self.seconds[j][i] + (1 - b2) * g * g
-            mhat = self.firsts[j][i] / (1 - b1 ** t)
-            vhat = self.seconds[j][i] / (1 - b2 ** t)
-            values[i] -= self.lr * mhat / (math.sqrt(vhat) + self.eps)
+        self.firsts[j] *= b1
+        self.firsts[j] += (1 - b1) * p.grad
+        self.seconds[j] *= b2
+        self.seconds[j] += (1 - b2) * p.grad * p.grad
+        mhat = self.firsts[j] / (1 - b1 ** t)
+        vhat = self.seconds[j] / (1 - b2 ** t)
+        p.data -= self.lr * mhat / (vhat.sqrt() + self.eps)
 ''',
 }
 
@@ -167,8 +170,8 @@ OPT_FUNCTIONAL = {  # torch functions instead of in-place methods, state on a pe
         s["step"] += 1
         torch.lerp(s["m"], p.grad, 1 - self.hyper["beta1"], out=s["m"])
         torch.lerp(s["v"], torch.square(p.grad), 1 - self.hyper["beta2"], out=s["v"])
-        corr1 = 1 - math.pow(self.hyper["beta1"], s["step"])
-        corr2 = 1 - math.pow(self.hyper["beta2"], s["step"])
+        corr1 = 1 - torch.tensor(self.hyper["beta1"]).pow(s["step"]).item()
+        corr2 = 1 - torch.tensor(self.hyper["beta2"]).pow(s["step"]).item()
         denom = torch.add(torch.sqrt(torch.div(s["v"], corr2)), self.hyper["eps"])
         with torch.no_grad():
             p.copy_(torch.sub(p, torch.mul(torch.div(torch.div(s["m"], corr1), denom), self.lr)))

@@ -274,3 +274,128 @@ def plot_image_grid(
         ax.set_title(class_names[label], fontsize=8)
         ax.axis("off")
     return fig
+
+
+def plot_layer_variances(
+    variances_by_run: Mapping[str, Mapping[str, Mapping[str, float]]], axes: Optional[Sequence[Axes]] = None,
+    title_suffix: str = "",
+) -> Figure:
+    """Activation and gradient variance against layer number (log scale), one line per run; for deep nets.
+
+    ``variances_by_run[run]["activations"|"gradients"]`` maps "Layer i" (i = 1, 2, ...) to a variance.
+    """
+    if axes is None:
+        fig, axes = _new_axes(2, (11, 3.6))
+    else:
+        fig = axes[0].figure
+    for ax, kind in zip(axes, ("activations", "gradients")):
+        for rank, (run, by_kind) in enumerate(variances_by_run.items()):
+            layers = [int(key.split()[-1]) for key in by_kind[kind]]
+            values = np.maximum(np.asarray(list(by_kind[kind].values()), dtype=float), 1e-45)  # 0 on a log axis
+            ax.plot(layers, values, color=f"C{rank}", marker=".", markersize=4, label=run)
+        ax.set_yscale("log")
+        ax.set_xlabel("layer (input on the left; the last is the output layer)")
+        ax.set_ylabel("variance")
+        what = "Layer outputs (pre-activations)" if kind == "activations" else "Weight gradients"
+        ax.set_title(what + title_suffix, fontsize=10)
+        ax.grid(alpha=0.3, which="major")
+    axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=9)
+    fig.subplots_adjust(wspace=0.3)
+    return fig
+
+
+def plot_accuracy_by_depth(
+    accuracy: Mapping[str, Mapping[str, Mapping[int, float]]], axes: Optional[Sequence[Axes]] = None
+) -> Figure:
+    """Test accuracy against depth, one panel per activation (``accuracy[act][variant][depth]``), one line
+    per initialization or variant."""
+    if axes is None:
+        fig, axes = _new_axes(len(accuracy), (5.2 * len(accuracy), 3.6))
+    else:
+        fig = axes[0].figure
+    markers = ["o", "s", "^", "D", "v", "P", "X"]
+    for ax, (act, by_variant) in zip(axes, accuracy.items()):
+        for rank, (variant, by_depth) in enumerate(by_variant.items()):
+            depths = sorted(by_depth)
+            ax.plot(depths, [100 * by_depth[d] for d in depths], marker=markers[rank % len(markers)],
+                    color=f"C{rank}", label=variant)
+        ax.axhline(10, color="grey", linestyle=":", linewidth=1)  # chance: 10 classes
+        ax.set_xscale("log")
+        ax.set_xticks(sorted({d for v in by_variant.values() for d in v}))
+        ax.set_xticklabels([str(d) for d in sorted({d for v in by_variant.values() for d in v})])
+        ax.set_xlabel("depth (hidden layers)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(act, fontsize=10)
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=9)
+    return fig
+
+
+def plot_singular_values(
+    spectra: Mapping[str, Sequence[float]], ax: Optional[Axes] = None, title: str = ""
+) -> Axes:
+    """Each run's Jacobian singular values, sorted, against their rank (as a fraction); log scale, zeros left out.
+
+    A flat line at 1 is dynamical isometry: every direction passes through the network unchanged in length.
+    """
+    if ax is None:
+        ax = new_figure((5.5, 3.8)).add_subplot()
+    for rank, (name, values) in enumerate(spectra.items()):
+        s = np.sort(np.asarray(values, dtype=float))[::-1]
+        keep = s > 1e-10 * s.max() if s.max() > 0 else np.zeros_like(s, dtype=bool)
+        ax.plot((np.arange(s.size) / s.size)[keep], s[keep], color=f"C{rank}", label=name)
+    ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
+    ax.set_yscale("log")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("rank of the singular value (fraction of all)")
+    ax.set_ylabel("singular value")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_schedules(schedules: Mapping[str, Sequence[float]], ax: Optional[Axes] = None,
+                   steps_per_epoch: Optional[int] = None) -> Axes:
+    """Learning rate against step for each named schedule (x in epochs if ``steps_per_epoch`` is given)."""
+    if ax is None:
+        ax = new_figure((6, 3.4)).add_subplot()
+    for rank, (name, values) in enumerate(schedules.items()):
+        x = np.arange(len(values)) / (steps_per_epoch or 1)
+        ax.plot(x, values, color=f"C{rank}", label=name)
+    ax.set_xlabel("epoch" if steps_per_epoch else "step")
+    ax.set_ylabel("learning rate")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    return ax
+
+
+def plot_step_curves(curves: Mapping[str, Sequence[float]], ax: Optional[Axes] = None, ylabel: str = "training loss",
+                     steps_per_epoch: Optional[int] = None, log: bool = False, smooth: int = 1) -> Axes:
+    """A per-step quantity (loss, gradient norm) for each named run, optionally a moving average over ``smooth``."""
+    if ax is None:
+        ax = new_figure((6, 3.4)).add_subplot()
+    for rank, (name, values) in enumerate(curves.items()):
+        y = np.asarray(values, dtype=float)
+        if smooth > 1 and y.size >= smooth:
+            y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
+        x = (np.arange(y.size) + (smooth - 1)) / (steps_per_epoch or 1)
+        ax.plot(x, y, color=f"C{rank}", label=name, linewidth=1)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch" if steps_per_epoch else "step")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    return ax
+
+
+def plot_early_stopping(results: Mapping[str, Dict], stops: Mapping[str, int], ax: Optional[Axes] = None) -> Axes:
+    """Training curves (``plot_training_curves``) with a vertical line where early stopping ends each run."""
+    ax = plot_training_curves(results, ax=ax)
+    for rank, name in enumerate(results):
+        if name in stops:
+            ax.axvline(stops[name], color=f"C{rank}", linestyle=":", linewidth=1.5)
+    ax.set_title("Accuracy per epoch; dotted: where early stopping ends the run", fontsize=10)
+    return ax

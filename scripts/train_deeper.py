@@ -66,12 +66,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEEPER_DIR, help="folder for the shipped files")
     parser.add_argument("--quick", action="store_true", help="one epoch on 2k training images per run")
     parser.add_argument("--only", nargs="*", default=None, help="train only these runs (names)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for torch (default 1: on a shared 2-core machine, 2 threads ran 4x slower)")
     args = parser.parse_args()
     names = [run.name for run in RUNS] if args.only is None else args.only
     unknown = sorted(set(names) - {run.name for run in RUNS})
     if unknown:
         raise SystemExit(f"unknown runs: {', '.join(unknown)}")
     seed_everything(42)  # once, here; every run draws its initialization from its own seeded generator
+    torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # vanishing signals (1e-40) are denormal floats: 100x slower on a CPU
     summary = train_all(args.out, args.quick, names)
     print(json.dumps({"total_s": summary["total_s"], "quick": args.quick, "runs": len(summary["runs"]),

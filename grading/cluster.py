@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -199,7 +200,8 @@ def connect(address: str, workers: int, worker_dir: Path):
 
     if address == "local":
         cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
-                               dashboard_address=None, env={WORKER_DIR_ENV: str(worker_dir)})
+                               dashboard_address=None, env={WORKER_DIR_ENV: str(worker_dir)},
+                               silence_logs=logging.CRITICAL)  # task errors reach the client; no log spam
         return Client(cluster), cluster
     return Client(address, timeout="60s"), None
 

@@ -25,7 +25,6 @@ import os
 import subprocess
 import sys
 import threading
-from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -61,23 +60,18 @@ def _git_commit(root: Path) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
-@lru_cache(maxsize=None)
-def _course_identity(solutions: Path, assignment: str) -> tuple[tuple[str, str], ...]:
+def course_identity(solutions: Path, assignment: str) -> dict[str, str]:
+    """What makes this checkout's course, read now from disk (the kernels import course_lib afresh):
+    commit, digests of grading/, course_lib/ and the assignment's solutions; python/torch/nbgrader versions."""
     import nbgrader
     import torch
 
     import course_lib
 
-    return (("git commit", _git_commit(REPO_ROOT)),
-            ("grading/", digest_files([GRADING_DIR])),
-            ("course_lib/", digest_files([Path(course_lib.__file__).resolve().parent])),
-            (f"solutions/{assignment}", digest_files([solutions / assignment])),
-            ("python", sys.version.split()[0]), ("torch", torch.__version__), ("nbgrader", nbgrader.__version__))
-
-
-def course_identity(solutions: Path, assignment: str) -> dict[str, str]:
-    """What makes this process's course: commit, digests of grading/, course_lib/, solutions; versions."""
-    return dict(_course_identity(Path(solutions).resolve(), assignment))
+    return {"git commit": _git_commit(REPO_ROOT), "grading/": digest_files([GRADING_DIR]),
+            "course_lib/": digest_files([Path(course_lib.__file__).resolve().parent]),
+            f"solutions/{assignment}": digest_files([Path(solutions).resolve() / assignment]),
+            "python": sys.version.split()[0], "torch": torch.__version__, "nbgrader": nbgrader.__version__}
 
 
 def _short(value: str) -> str:
@@ -97,8 +91,9 @@ def batch_spec(batch: api._Batch) -> dict:
             "fingerprint": batch.fingerprint, "release": nbformat.writes(batch.release), "points": batch.points,
             "scrub": batch.scrub, "timestamp": batch.timestamp,
             "identity": course_identity(settings.solutions, batch.ws.assignment)}
-    spec["key"] = hashlib.sha256(json.dumps({k: spec[k] for k in ("assignment", "db_url", "fingerprint",
-                                                                  "settings")}, sort_keys=True).encode()
+    # a worker checks and prepares once per key: a changed course or gradebook is checked again
+    spec["key"] = hashlib.sha256(json.dumps({k: spec[k] for k in ("assignment", "db_url", "fingerprint", "settings",
+                                                                  "identity")}, sort_keys=True).encode()
                                  ).hexdigest()[:16]
     return spec
 

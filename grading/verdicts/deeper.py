@@ -323,7 +323,7 @@ def judge_lsuv(spec: dict, results: Results) -> Tuple[List[PropertyVerdict], str
         start = (False, start[1].split(" (max")[0] + ": start from orthogonal weights (your orthogonal_init) and "
                  "only rescale them")
     variance, centred = (True, ""), (True, "")
-    after_activation = True  # every hidden layer would have variance 1 after its activation
+    after_activation = any(spec["runs"][r]["act_fn"] == "relu" for r in by_run)  # judged on ReLU networks
     for run_name, run_layers in by_run.items():
         run = spec["runs"][run_name]
         tol = float(run["kwargs"].get("tol", DEFAULT_TOL))

@@ -240,6 +240,7 @@ def _grade_student(batch: _Batch, result: StudentResult, seed: int, feedback: bo
     runtime = Path(tempfile.mkdtemp(prefix="grade-", dir=scratch))
     io = Path(tempfile.mkdtemp(prefix="grade-io-", dir=scratch))
     io.chmod(0o711)  # the sandbox user may pass through to results/, not list or read the rest
+    sandbox.claim(io)  # no other batch's sweep unmounts results/ before this process has read them
     try:
         (io / "results").mkdir()
         challenge = verdicts.make_challenge(ws.assignment, seed)

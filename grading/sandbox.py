@@ -225,11 +225,43 @@ def cleanup(settings: SandboxSettings, io_dir: Optional[str] = None, connection_
     return all([gone] + [_unmount_shared(folder) for folder in dict.fromkeys(folders)])
 
 
+GRADER_FILE = "grader.json"  # in the IO folder (root-owned, not reachable from the sandbox): who reads the results
+
+
+def _start_time(pid: int) -> Optional[str]:
+    """A process's start time in clock ticks since boot (/proc/PID/stat field 22), or None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]  # fields after the command name start at field 3
+
+
+def claim(io_dir: str | Path) -> None:
+    """Record that this process will read ``io_dir``'s results and clean it up: no other batch's sweep
+    unmounts its shared tmpfs while this process lives, even after the kernel has exited."""
+    Path(io_dir, GRADER_FILE).write_text(json.dumps({"pid": os.getpid(), "start": _start_time(os.getpid())}))
+
+
+def _grader_alive(io_dir: Optional[str]) -> bool:
+    """Whether the process that claimed ``io_dir`` (see ``claim``) still runs (a reused pid does not count)."""
+    if not io_dir:
+        return False
+    try:
+        owner = json.loads(Path(io_dir, GRADER_FILE).read_text())
+        started = _start_time(int(owner["pid"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return started is not None and started == owner.get("start")
+
+
 def sweep(settings: SandboxSettings, max_age_s: float = 86400.0) -> int:
     """Before a batch: remove empty cgroups and unmount shared tmpfs of dead kernels; return how many.
 
-    A tmpfs counts as dead when its kernel's cgroup has no process left, or, for a kernel that ran
-    without a cgroup, when it is older than ``max_age_s``.
+    A tmpfs counts as dead when the grader that claimed its IO folder has exited and its kernel's cgroup
+    has no process left, or, for a kernel that ran without a cgroup, when it is older than ``max_age_s``.
+    Several batches may run on one machine (``--jobs``, Dask workers): a kernel that has exited while
+    its grader has not yet read the results is not dead.
     """
     removed = cg.sweep(settings.cgroup_root)
     for folder in _shared_mounts():
@@ -237,6 +269,8 @@ def sweep(settings: SandboxSettings, max_age_s: float = 86400.0) -> int:
             marker = json.loads(Path(folder, MARKER).read_text())
         except (OSError, ValueError):
             marker = {}
+        if _grader_alive(marker.get("io")):
+            continue
         if marker.get("cgroup"):
             dead = not cg.procs(marker["run"], settings.cgroup_root)
         else:
@@ -572,7 +606,8 @@ def launch(settings: SandboxSettings, connection_file: str, io_dir: Optional[str
         env["COURSE_DATA"] = "/data"
         ro_files.update(_data_copies(settings) if root else {})
     if root:
-        marker = {"run": name, "cgroup": has_cgroup, "started": time.time()}
+        marker = {"run": name, "cgroup": has_cgroup, "started": time.time(),
+                  "io": os.path.realpath(io_dir) if io_dir else None}
         binds = _plan_binds(writable, readonly, gid, marker, settings, status)
     else:
         status["warnings"].append("WARNING: launcher not root: the kernel runs as the grader's user, and the "

@@ -632,3 +632,25 @@ def test_unsandboxed_kernel_gets_host_io_paths(tmp_path):
                           "('COURSE_GRADING_CHALLENGE', 'COURSE_GRADING_RESULTS')}))")
         assert res == {"COURSE_GRADING_CHALLENGE": str(kernel.io / "challenge.json"),
                        "COURSE_GRADING_RESULTS": str(kernel.io / "results")}
+
+
+@needs_root_bwrap
+def test_sweep_leaves_results_mounted_while_their_grader_runs(tmp_path):
+    """Another batch's sweep keeps an exited kernel's results until the grader that claimed them is gone."""
+    from grading.sandbox import GRADER_FILE, claim
+
+    io = tmp_path / "io"
+    results = io / "results"
+    results.mkdir(parents=True)
+    claim(io)  # this test process plays the grader that has not yet read the results
+    marker = {"run": "k-sweep-test", "cgroup": True, "started": 0.0, "io": os.path.realpath(io)}  # no cgroup: exited
+    _shared_tmpfs(str(results), 1, os.getgid(), marker)
+    try:
+        (results / "adam.safetensors").write_bytes(b"results")
+        sweep(SandboxSettings(cgroup_root=str(tmp_path / "no-cgroups")))
+        assert (results / "adam.safetensors").read_bytes() == b"results", "a live grader's results were swept"
+        (io / GRADER_FILE).write_text('{"pid": 999999999, "start": "1"}')  # the grader died without cleaning up
+        sweep(SandboxSettings(cgroup_root=str(tmp_path / "no-cgroups")))
+        assert os.path.realpath(results) not in _shared_mounts() and not (results / "adam.safetensors").exists()
+    finally:
+        cleanup(SandboxSettings(cgroup_root=str(tmp_path / "no-cgroups")), io_dir=str(io))

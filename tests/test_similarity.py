@@ -501,6 +501,7 @@ def test_optimization_near_copies_rank_above_independent_solutions(tmp_path):
         "functional": with_answers(release, OPT_FUNCTIONAL),
         "copy_renamed": with_answers(release, OPT_COPY_RENAMED),
         "copy_reformatted": with_answers(release, OPT_COPY_REFORMATTED, strip_metadata=True),
+        "partial_copy": with_answers(release, {**OPT_LOOPS, "adam": OPT_COPY_RENAMED["adam"]}),  # Adam only
         "untouched_1": copy.deepcopy(release),
         "untouched_2": copy.deepcopy(release),
     }
@@ -510,10 +511,20 @@ def test_optimization_near_copies_rank_above_independent_solutions(tmp_path):
     rows = read_rows(csv_path)
     assert len(rows) == len(notebooks) * (len(notebooks) - 1) // 2
     assert [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
-    copies, independent, _, others = ranks_copies_first(rows, families)
+    assert [float(r["similarity"]) for r in rows] == sorted((float(r["similarity"]) for r in rows), reverse=True)
+    partial = {r["student_b"] if r["student_a"] == "partial_copy" else r["student_a"]: r for r in rows
+               if "partial_copy" in (r["student_a"], r["student_b"])}
+    rows = [r for r in rows if "partial_copy" not in (r["student_a"], r["student_b"])]
+    copies, independent, _, _ = ranks_copies_first(rows, families)
     print(f"optimization: lowest copy pair {copies:.3f}, highest independent pair {independent:.3f}")
     assert copies > independent, (copies, independent)
     assert copies >= 0.5 and independent < 0.35
+    # one exercise copied: that exercise's column says so, and the pair still outranks independent work
+    for source in ("tensor_ops", "copy_renamed", "copy_reformatted"):
+        row = partial[source]
+        assert float(row["adam"]) > 0.7 and float(row["sgd_momentum"] or 0) < 0.2, row
+        assert float(row["similarity"]) > independent, row
+    assert float(partial["loops"]["adam"] or 0) < 0.2 and float(partial["loops"]["sgd_momentum"]) > 0.9
     top3 = {frozenset((r["student_a"], r["student_b"])) for r in rows[:3]}
     assert top3 == {frozenset(p) for p in [("tensor_ops", "copy_renamed"), ("tensor_ops", "copy_reformatted"),
                                            ("copy_renamed", "copy_reformatted")]}

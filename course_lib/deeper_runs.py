@@ -61,13 +61,13 @@ class RunSpec:
 def _depth_runs() -> List[RunSpec]:
     """The depth grid (2 activations x 3 depths x 4 initializations) and the depth-50 BatchNorm/residual runs."""
     runs = [RunSpec(f"depth{d}_{act}_{init}", "depth", {"kind": "deep", "depth": d, "width": WIDTH, "act_fn": act},
-                    init=init, epochs=2, train_size=GRID_TRAIN_SIZE, init_stats=True,
+                    init=init, epochs=3, train_size=GRID_TRAIN_SIZE, init_stats=True,
                     tags={"depth": d, "act": act, "variant": init})
             for act in ACTIVATIONS for d in DEPTHS for init in INITS]
     for variant, extra in (("batchnorm", {"batch_norm": True}), ("residual", {"residual": True})):
         runs.append(RunSpec(f"depth50_relu_{variant}", "depth",
                             {"kind": "deep", "depth": 50, "width": WIDTH, "act_fn": "relu", **extra},
-                            init="kaiming", epochs=2, train_size=GRID_TRAIN_SIZE, init_stats=True,
+                            init="kaiming", epochs=3, train_size=GRID_TRAIN_SIZE, init_stats=True,
                             ship_weights=variant == "residual", tags={"depth": 50, "act": "relu", "variant": variant}))
     return runs
 
@@ -80,25 +80,25 @@ def _practice_runs() -> List[RunSpec]:
     runs = []
     # batch size and learning rate: eta = 0.01 * B / 64 (linear scaling), unscaled, and scaled with warm-up
     for batch, lr, warmup in ((64, 0.01, 0), (256, 0.04, 0), (1024, 0.16, 0), (1024, 0.01, 0), (1024, 0.16, 49),
-                              (1024, 0.64, 0), (1024, 0.64, 49)):
+                              (1024, 0.32, 0), (1024, 0.32, 49), (1024, 0.64, 0), (1024, 0.64, 49)):
         suffix = f"_warmup{warmup}" if warmup else ""
-        runs.append(RunSpec(f"batch{batch}_lr{lr:g}{suffix}", "practice", BASE, batch_size=batch, lr=lr, epochs=4,
+        runs.append(RunSpec(f"batch{batch}_lr{lr:g}{suffix}", "practice", BASE, batch_size=batch, lr=lr, epochs=6,
                             schedule="constant" if warmup else None, warmup_steps=warmup,
                             tags={"group": "batch", "batch": batch, "lr": lr, "warmup": warmup}))
     for schedule in ("constant", "step", "cosine", "onecycle"):
-        runs.append(RunSpec(f"schedule_{schedule}", "practice", BASE, batch_size=256, lr=0.05, epochs=6,
+        runs.append(RunSpec(f"schedule_{schedule}", "practice", BASE, batch_size=256, lr=0.05, epochs=10,
                             schedule=schedule, tags={"group": "schedule", "schedule": schedule}))
     for kind, decay in (("adam_l2", 0.0), ("adam_l2", 1e-3), ("adamw", 1e-1)):
         label = "adam" if decay == 0 else f"{kind}_{decay:g}"
         runs.append(RunSpec(f"decay_{label}", "practice", BASE, optimizer=kind, lr=1e-3, weight_decay=decay,
-                            batch_size=256, epochs=8, ship_weights=label == "adam",
+                            batch_size=256, epochs=12, ship_weights=label == "adam",
                             tags={"group": "decay", "optimizer": kind, "weight_decay": decay}))
     for clip in (None, 1.0):
         runs.append(RunSpec(f"clip_{'none' if clip is None else f'{clip:g}'}", "practice", BASE, lr=0.2,
-                            batch_size=256, epochs=3, clip_grad_norm=clip, track_grad_norm=True,
+                            batch_size=256, epochs=5, clip_grad_norm=clip, track_grad_norm=True,
                             tags={"group": "clip", "clip": clip}))
     runs.append(RunSpec("early_stop_patience2", "practice", BASE, optimizer="adam_l2", lr=1e-3, batch_size=256,
-                        epochs=8, patience=2, tags={"group": "early_stop", "patience": 2}))
+                        epochs=12, patience=2, tags={"group": "early_stop", "patience": 2}))
     return runs
 
 

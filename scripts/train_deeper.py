@@ -4,10 +4,10 @@
     .venv/bin/python scripts/train_deeper.py --quick --out /tmp/d  # one epoch on 2k images each (a smoke test)
 
 The runs are ``course_lib.deeper_runs.RUNS``: the depth grid (ReLU and tanh MLPs of width 256 and depth
-10, 20 and 50, each initialized four ways, 2 epochs of SGD with momentum on the first 10k training
+10, 20 and 50, each initialized four ways, 3 epochs of SGD with momentum on the first 10k training
 images), the depth-50 ReLU network with BatchNorm and with residual blocks, and the training-practice
 runs on the course's 5-layer network (batch size and learning rate, schedules, L2 and decoupled weight
-decay, gradient clipping, early stopping; 3-8 epochs on all 50k images). On CUDA when present.
+decay, gradient clipping, early stopping; 5-12 epochs on all 50k images). On CUDA when present.
 Training writes into a temporary folder; only when every run has finished are the files copied to
 ``--out``: each run's NAME.results.json (curves, test accuracy, initial statistics, provenance), the
 weights and config of the runs marked ``ship_weights``, and summary.json with each run's wall time

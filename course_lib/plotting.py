@@ -321,6 +321,7 @@ def plot_accuracy_by_depth(
                     color=f"C{rank}", label=variant)
         ax.axhline(10, color="grey", linestyle=":", linewidth=1)  # chance: 10 classes
         ax.set_xscale("log")
+        ax.minorticks_off()  # no "3 x 10^1" labels between the depths
         ax.set_xticks(sorted({d for v in by_variant.values() for d in v}))
         ax.set_xticklabels([str(d) for d in sorted({d for v in by_variant.values() for d in v})])
         ax.set_xlabel("depth (hidden layers)")

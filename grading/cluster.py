@@ -214,7 +214,10 @@ def grade_on_cluster(batch: api._Batch, todo: list[api.Job]) -> Iterator[api.Stu
 
     if not todo:
         return
-    client, cluster = connect(batch.settings.cluster, batch.settings.jobs, batch.ws.root / "workers")
+    try:
+        client, cluster = connect(batch.settings.cluster, batch.settings.jobs, batch.ws.root / "workers")
+    except (OSError, TimeoutError) as error:
+        raise api.GradingError(f"cannot reach the Dask scheduler at {batch.settings.cluster}: {error}") from error
     try:
         spec = batch_spec(batch)
         [shared] = client.scatter([spec], broadcast=True, hash=False)

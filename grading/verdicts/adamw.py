@@ -147,34 +147,13 @@ def judge(exercise: str, spec_json: dict, results: Results) -> Tuple[List[Proper
     """The properties of AdamW, judged on the recorded trajectories."""
     spec = SPEC
     runs = {name: Run.decode(name, run) for name, run in spec_json["runs"].items()}
-    got: Dict[str, List[torch.Tensor]] = {}
-    for name, run in runs.items():
-        tensors = results.run(name)
-        if tensors is not None and all(str(k) in tensors for k in range(len(run.inits))):
-            got[name] = [tensors[str(k)] for k in range(len(run.inits))]
+    got = opt.recorded_trajectories(runs, results)
     oracle_runs = [r for r in runs if any(r in p.runs for p in spec.properties)]
     expected = {name: oracle(runs[name]) for name in oracle_runs}
     explained = explain({n: runs[n] for n in oracle_runs}, got, expected)
-    props: List[PropertyVerdict] = []
-    for prop in spec.properties:
-        missing = [r for r in prop.runs if r not in got]
-        if missing:
-            props.append(PropertyVerdict(prop.name, prop.weight, False, results.run_error(missing[0])))
-            continue
-        where = next((d for r in prop.runs if (d := first_deviation(runs[r], got[r], expected[r])) is not None), None)
-        if explained is not None:
-            own = sorted(explained & prop.mistakes)
-            if not own:
-                props.append(PropertyVerdict(prop.name, prop.weight, True))
-            else:
-                prefix = f"{where.sentence()}; " if where else ""
-                props.append(PropertyVerdict(prop.name, prop.weight, False, prefix + HINTS[own[0]]))
-        elif where is None:
-            props.append(PropertyVerdict(prop.name, prop.weight, True))
-        else:
-            run = runs[prop.runs[0]]
-            hint = opt._scale_hint(run, got[run.name], expected[run.name]) if prop.name == ADAM_STEP else ""
-            props.append(PropertyVerdict(prop.name, prop.weight, False, where.sentence() + hint))
+    props = opt.oracle_verdicts(spec.properties, runs, got, expected, explained, HINTS, results,
+                                lambda prop, run: opt._scale_hint(run, got[run.name], expected[run.name])
+                                if prop.name == ADAM_STEP else "")
     engaged = explained is not None or opt._moves(runs["main"], got.get("main"))
     props.append(opt._per_parameter(spec, runs, got, results))
     props.append(opt._defaults(spec, runs, got, results))

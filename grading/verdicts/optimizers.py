@@ -15,7 +15,7 @@ import itertools
 import math
 import random
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -405,20 +405,24 @@ def _scale_hint(run: Run, got: Sequence[torch.Tensor], want: Sequence[torch.Tens
     return "; the first step is right, so check what is kept from one step to the next"
 
 
-def judge(exercise: str, spec_json: dict, results: Results) -> Tuple[List[PropertyVerdict], str]:
-    """The properties of an optimizer exercise, judged on the recorded trajectories."""
-    spec = SPECS[exercise]
-    runs = {name: Run.decode(name, run) for name, run in spec_json["runs"].items()}
+def recorded_trajectories(runs: Dict[str, Run], results: Results) -> Dict[str, List[torch.Tensor]]:
+    """run name -> the recorded trajectory of each parameter, for the runs whose every parameter was recorded."""
     got: Dict[str, List[torch.Tensor]] = {}
     for name, run in runs.items():
         tensors = results.run(name)
         if tensors is not None and all(str(k) in tensors for k in range(len(run.inits))):
             got[name] = [tensors[str(k)] for k in range(len(run.inits))]
-    oracle_runs = sorted({r for p in spec.properties for r in p.runs}, key=list(runs).index)
-    expected = {name: oracle(exercise, runs[name]) for name in oracle_runs}
-    explained = explain(exercise, spec, {n: runs[n] for n in oracle_runs}, got, expected)
+    return got
+
+
+def oracle_verdicts(properties: Sequence[OracleProperty], runs: Dict[str, Run], got: Dict[str, List[torch.Tensor]],
+                    expected: Dict[str, List[torch.Tensor]], explained: Optional[FrozenSet[str]],
+                    hints: Dict[str, str], results: Results,
+                    hint_for: Callable[[OracleProperty, Run], str]) -> List[PropertyVerdict]:
+    """Each property judged against the oracle: a named mistake that explains the trajectories fails its own
+    properties with its hint; otherwise the first deviation (plus ``hint_for``) fails the property."""
     props: List[PropertyVerdict] = []
-    for prop in spec.properties:
+    for prop in properties:
         missing = [r for r in prop.runs if r not in got]
         if missing:
             props.append(PropertyVerdict(prop.name, prop.weight, False, results.run_error(missing[0])))
@@ -434,13 +438,26 @@ def judge(exercise: str, spec_json: dict, results: Results) -> Tuple[List[Proper
                 props.append(PropertyVerdict(prop.name, prop.weight, True))
             else:
                 prefix = f"{where.sentence()}; " if where else ""
-                props.append(PropertyVerdict(prop.name, prop.weight, False, prefix + HINTS[own[0]]))
+                props.append(PropertyVerdict(prop.name, prop.weight, False, prefix + hints[own[0]]))
         elif deviation is None:
             props.append(PropertyVerdict(prop.name, prop.weight, True))
         else:
-            run = runs[prop.runs[0]]
-            hint = _scale_hint(run, got[run.name], expected[run.name]) if run.name in got else ""
-            props.append(PropertyVerdict(prop.name, prop.weight, False, deviation.sentence() + hint))
+            props.append(PropertyVerdict(prop.name, prop.weight, False,
+                                         deviation.sentence() + hint_for(prop, runs[prop.runs[0]])))
+    return props
+
+
+def judge(exercise: str, spec_json: dict, results: Results) -> Tuple[List[PropertyVerdict], str]:
+    """The properties of an optimizer exercise, judged on the recorded trajectories."""
+    spec = SPECS[exercise]
+    runs = {name: Run.decode(name, run) for name, run in spec_json["runs"].items()}
+    got = recorded_trajectories(runs, results)
+    oracle_runs = sorted({r for p in spec.properties for r in p.runs}, key=list(runs).index)
+    expected = {name: oracle(exercise, runs[name]) for name in oracle_runs}
+    explained = explain(exercise, spec, {n: runs[n] for n in oracle_runs}, got, expected)
+    props = oracle_verdicts(spec.properties, runs, got, expected, explained, HINTS, results,
+                            lambda prop, run: _scale_hint(run, got[run.name], expected[run.name])
+                            if run.name in got else "")
     engaged = explained is not None or _moves(runs["main"], got.get("main"))
     if spec.per_parameter:
         per_parameter = _per_parameter(spec, runs, got, results)

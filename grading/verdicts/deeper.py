@@ -26,7 +26,7 @@ import torch
 from grading.probe import decode_tensor, encode_tensor
 
 from .core import PropertyVerdict, Results, make_verdict
-from .initializers import UNTOUCHED_BIAS, UNTOUCHED_WEIGHT, network_run
+from .initializers import UNTOUCHED_BIAS, UNTOUCHED_WEIGHT, network_run, recorded_layers, untouched_message
 from .stats import FALSE_ALARM_PER_BOUND
 
 ORTHO_TOL = 1e-4  # max |G / c^2 - I| of a float32 orthogonal matrix (rounding is about 1e-6)
@@ -148,26 +148,9 @@ class Layer:
 
 def layers_of(spec: dict, results: Results) -> Tuple[List[Layer], List[str]]:
     """The layers of every recorded run (float64), and the errors of the runs that raised."""
-    layers, errors = [], []
-    for run_name, run in spec["runs"].items():
-        tensors = results.run(run_name)
-        if tensors is None:
-            errors.append(results.run_error(run_name))
-            continue
-        for name in run["parameters"]:
-            if name.endswith(".weight"):
-                bias = tensors.get(name[: -len("weight")] + "bias")
-                if name not in tensors or bias is None:
-                    errors.append("your code produced no result for this test")
-                    continue
-                layers.append(Layer(run_name, int(name.split(".")[1]) // 2, tensors[name].double(), bias.double(),
-                                    run["kwargs"]))
-    return layers, errors
-
-
-def _untouched_message(layer: Layer) -> str:
-    return (f"{layer.label} still holds the weights it had before your function ran (all {UNTOUCHED_WEIGHT}): "
-            f"initialize every linear layer of the model")
+    found, errors = recorded_layers(spec, results)
+    return [Layer(run_name, rank, weight.double(), bias.double(), run["kwargs"])
+            for run_name, rank, run, _, weight, bias in found], errors
 
 
 def _side(layer: Layer) -> str:
@@ -181,7 +164,7 @@ def check_orthogonal(layers: Sequence[Layer]) -> Tuple[bool, str]:
         return True, ""
     first = wrong[0]
     if first.untouched:
-        return False, _untouched_message(first)
+        return False, untouched_message(first)
     message = (f"{first.label}: the {_side(first)} of the weight are not orthonormal (max |G / c^2 - I| = "
                f"{first.orthogonality_error():.2g} for the Gram matrix G of its {_side(first)})")
     square_ok = all(layer.orthogonality_error() <= ORTHO_TOL for layer in layers if layer.fan_in == layer.fan_out)
@@ -209,7 +192,7 @@ def check_gain(layers: Sequence[Layer], default: bool) -> Tuple[bool, str]:
         return False, "no layer holds an orthogonal matrix yet, so the scale is not judged"
     for layer in chosen:
         if layer.untouched:
-            return False, _untouched_message(layer)
+            return False, untouched_message(layer)
         gain = float(layer.kwargs.get("gain", 1.0))
         c = layer.scale()
         if not abs(c - gain) <= 1e-4 * gain:
@@ -341,7 +324,7 @@ def judge_lsuv(spec: dict, results: Results) -> Tuple[List[PropertyVerdict], str
                 variance = (False, f"{layer.label}: its output on the batch has variance {var:.3g}, expected 1 within "
                             f"tol = {tol:.3g}")
                 if layer.untouched:
-                    variance = (False, _untouched_message(layer))
+                    variance = (False, untouched_message(layer))
                 elif k > 0:
                     variance = (False, variance[1] + "; rescale the layers one after another, each measured on the "
                                 "output of the layers before it, already rescaled")

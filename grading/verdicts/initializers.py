@@ -106,9 +106,11 @@ class Layer:
         return bool((self.weight == UNTOUCHED_WEIGHT).all())
 
 
-def layers_of(spec: dict, results: Results) -> Tuple[List[Layer], List[str]]:
-    """The layers of every recorded run, and the errors of the runs that raised."""
-    layers, errors = [], []
+def recorded_layers(spec: dict, results: Results) -> Tuple[List[Tuple[str, int, dict, list, torch.Tensor,
+                                                                    torch.Tensor]], List[str]]:
+    """(run name, rank, run spec, weight shape, weight, bias) of every recorded linear layer, and the errors of
+    the runs that raised or recorded no such layer."""
+    found, errors = [], []
     for run_name, run in spec["runs"].items():
         tensors = results.run(run_name)
         if tensors is None:
@@ -116,16 +118,23 @@ def layers_of(spec: dict, results: Results) -> Tuple[List[Layer], List[str]]:
             continue
         for name, shape in run["parameters"].items():
             if name.endswith(".weight"):
-                rank = int(name.split(".")[1]) // 2
                 bias = tensors.get(name[: -len("weight")] + "bias")
                 if name not in tensors or bias is None:
                     errors.append("your code produced no result for this test")
                     continue
-                layers.append(Layer(run_name, rank, shape[1], shape[0], run["kwargs"], tensors[name], bias))
-    return layers, errors
+                found.append((run_name, int(name.split(".")[1]) // 2, run, shape, tensors[name], bias))
+    return found, errors
 
 
-def _untouched_message(layer: Layer) -> str:
+def layers_of(spec: dict, results: Results) -> Tuple[List[Layer], List[str]]:
+    """The layers of every recorded run, and the errors of the runs that raised."""
+    found, errors = recorded_layers(spec, results)
+    return [Layer(run_name, rank, shape[1], shape[0], run["kwargs"], weight, bias)
+            for run_name, rank, run, shape, weight, bias in found], errors
+
+
+def untouched_message(layer: Layer) -> str:
+    """The message for a layer whose weights the student's function left as they were."""
     return (f"{layer.label} still holds the weights it had before your function ran (all {UNTOUCHED_WEIGHT}): "
             f"initialize every linear layer of the model")
 
@@ -134,7 +143,7 @@ def check_mean(layers: Sequence[Layer]) -> Tuple[bool, str]:
     """Every layer's weights are centred on 0 (bound relative to the layer's own spread)."""
     for layer in layers:
         if layer.untouched:
-            return False, _untouched_message(layer)
+            return False, untouched_message(layer)
         if layer.var == 0:
             value = float(layer.weight.reshape(-1)[0])
             return False, f"{layer.label}: all weights are {value:.3g}; draw them at random"
@@ -166,7 +175,7 @@ def check_variance(layers: Sequence[Layer], formula: Formula, formula_text: str,
         return True, ""
     first = wrong[0]
     if first.untouched:
-        return False, _untouched_message(first)
+        return False, untouched_message(first)
     message = (f"{first.label}: weight variance {first.var:.3g}, expected {formula_text} = "
                f"{formula(first):.3g}")
     for mistake, hint in mistakes.values():
@@ -180,7 +189,7 @@ def check_distribution(layers: Sequence[Layer], allowed: Sequence[str]) -> Tuple
     shapes = {"normal": normal_within, "uniform": uniform_within}
     for layer in layers:
         if layer.untouched:
-            return False, _untouched_message(layer)
+            return False, untouched_message(layer)
         sd = math.sqrt(layer.var)
         ratio = abs(layer.mean) / sd if sd > 0 else 0.0
         looks = [name for name, within in shapes.items()

@@ -19,37 +19,18 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import nbformat
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO)]
+sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
-from grading import api  # noqa: E402
+from grading_speed import timed_grade  # noqa: E402  (the same timing as the --jobs benchmark)
+
 from grading.release import filled_release  # noqa: E402
-from grading.settings import GradingSettings  # noqa: E402
 
 ASSIGNMENT = "optimization"
-
-
-def timed_grade(notebooks: list, root: Path, tag: str, jobs: int, cluster: str | None) -> float:
-    """Wall seconds to grade the notebooks in a fresh workspace (prepared untimed)."""
-    subs, empty = root / f"subs_{tag}", root / f"empty_{tag}"
-    empty.mkdir()
-    for i, nb in enumerate(notebooks):
-        (subs / f"student{i:03d}").mkdir(parents=True)
-        nbformat.write(nb, str(subs / f"student{i:03d}" / f"{ASSIGNMENT}.ipynb"))
-    settings = GradingSettings(workspace=root / f"ws_{tag}", jobs=jobs, cluster=cluster, quiet=True, canary=False)
-    api.grade(ASSIGNMENT, empty, settings)  # workspace and gradebook: not timed
-    start = time.perf_counter()
-    report = api.grade(ASSIGNMENT, subs, settings)
-    seconds = time.perf_counter() - start
-    bad = [s.student_id for s in report.students.values() if s.total() != sum(report.max_points.values())]
-    if bad:
-        raise SystemExit(f"{tag}: reference submissions not graded full marks: {bad}")
-    return seconds
 
 
 def main() -> None:
@@ -70,7 +51,7 @@ def main() -> None:
     seconds = {}
     with tempfile.TemporaryDirectory() as tmp:
         for tag, (jobs, cluster) in runs.items():
-            seconds[tag] = timed_grade(notebooks, Path(tmp), tag, jobs, cluster)
+            seconds[tag] = timed_grade(ASSIGNMENT, notebooks, Path(tmp), jobs, canary=False, cluster=cluster, tag=tag)
             print(f"{tag:9s}: {count} submissions in {seconds[tag]:.1f} s "
                   f"({count / seconds[tag] * 60:.2f}/min)", flush=True)
     rate = {tag: count / s * 60 for tag, s in seconds.items()}

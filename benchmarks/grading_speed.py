@@ -31,15 +31,16 @@ from grading.release import filled_release  # noqa: E402
 from grading.settings import GradingSettings  # noqa: E402
 
 
-def timed_grade(assignment: str, notebooks: list, root: Path, jobs: int, canary: bool) -> float:
+def timed_grade(assignment: str, notebooks: list, root: Path, jobs: int, canary: bool,
+                cluster: str | None = None, tag: str | None = None) -> float:
     """Wall seconds to grade the notebooks in a fresh workspace (prepared and canaried untimed)."""
-    tag = f"{assignment}_{jobs}_{len(notebooks)}"
+    tag = tag or f"{assignment}_{jobs}_{len(notebooks)}"
     subs, empty = root / f"subs_{tag}", root / f"empty_{tag}"
     empty.mkdir()
     for i, nb in enumerate(notebooks):
         (subs / f"student{i:03d}").mkdir(parents=True)
         nbformat.write(nb, str(subs / f"student{i:03d}" / f"{assignment}.ipynb"))
-    settings = GradingSettings(workspace=root / f"ws_{tag}", jobs=jobs, quiet=True, canary=canary)
+    settings = GradingSettings(workspace=root / f"ws_{tag}", jobs=jobs, cluster=cluster, quiet=True, canary=canary)
     api.grade(assignment, empty, settings)  # workspace, gradebook and canary: not timed
     start = time.perf_counter()
     report = api.grade(assignment, subs, settings)

@@ -26,7 +26,7 @@ import torch
 from grading.probe import decode_tensor, encode_tensor
 
 from .core import PropertyVerdict, Results, make_verdict
-from .initializers import UNTOUCHED_BIAS, UNTOUCHED_WEIGHT, network_run, recorded_layers, untouched_message
+from .initializers import UNTOUCHED_BIAS, LayerNames, network_run, recorded_layers, untouched_message
 from .stats import FALSE_ALARM_PER_BOUND
 
 ORTHO_TOL = 1e-4  # max |G / c^2 - I| of a float32 orthogonal matrix (rounding is about 1e-6)
@@ -102,7 +102,7 @@ def expected_tensors(spec: dict) -> Dict[str, Tuple[Tuple[int, ...], torch.dtype
 
 
 @dataclass
-class Layer:
+class Layer(LayerNames):
     """One linear layer of one run: its recorded weight and bias (float64) and its Gram statistics."""
 
     run: str
@@ -119,13 +119,6 @@ class Layer:
     def fan_in(self) -> int:
         return int(self.weight.shape[1])
 
-    @property
-    def label(self) -> str:
-        return f"layer {2 * self.rank} ({self.fan_in} -> {self.fan_out} units)"
-
-    @property
-    def untouched(self) -> bool:
-        return bool((self.weight == UNTOUCHED_WEIGHT).all())
 
     def gram(self) -> torch.Tensor:
         """W W^T for a wide or square layer (orthonormal rows), W^T W for a tall one (orthonormal columns)."""

@@ -73,8 +73,20 @@ def expected_tensors(spec: dict) -> Dict[str, Tuple[Tuple[int, ...], torch.dtype
 # --- Per-layer statistics -------------------------------------------------------------------------------
 
 
+class LayerNames:
+    """``label`` and ``untouched`` of a recorded layer (needs ``rank``, ``fan_in``, ``fan_out``, ``weight``)."""
+
+    @property
+    def label(self) -> str:
+        return f"layer {2 * self.rank} ({self.fan_in} -> {self.fan_out} units)"
+
+    @property
+    def untouched(self) -> bool:
+        return bool((self.weight == UNTOUCHED_WEIGHT).all())
+
+
 @dataclass
-class Layer:
+class Layer(LayerNames):
     """One linear layer of one run, with the statistics of its weights."""
 
     run: str
@@ -97,13 +109,6 @@ class Layer:
         self.var = float(centred.square().mean())
         self.within_sd = float((centred.abs() <= math.sqrt(self.var)).double().mean())
 
-    @property
-    def label(self) -> str:
-        return f"layer {2 * self.rank} ({self.fan_in} -> {self.fan_out} units)"
-
-    @property
-    def untouched(self) -> bool:
-        return bool((self.weight == UNTOUCHED_WEIGHT).all())
 
 
 def recorded_layers(spec: dict, results: Results) -> Tuple[List[Tuple[str, int, dict, list, torch.Tensor,

@@ -74,7 +74,6 @@ def main() -> None:
     if {"cluster1", "cluster2"} <= rate.keys():
         result["speedup_2_workers"] = round(rate["cluster2"] / rate["cluster1"], 2)
     if {"jobs2", "cluster2"} <= rate.keys():
-        result["jobs_per_min"] = round(rate["jobs2"], 2)
         result["overhead_pct"] = round((seconds["cluster2"] / seconds["jobs2"] - 1) * 100, 1)
         result["overhead_s_per_submission"] = round((seconds["cluster2"] - seconds["jobs2"]) / count, 2)
     print(json.dumps(result))

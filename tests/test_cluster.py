@@ -352,6 +352,6 @@ def test_cluster_benchmark_quick_mode():
     out = subprocess.run([sys.executable, "benchmarks/cluster_speed.py", "--quick"], cwd=REPO_ROOT,
                          env=_env(REPO_ROOT), capture_output=True, text=True, check=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
-    for key in ("jobs_per_min", "cluster1_per_min", "cluster2_per_min", "speedup_2_workers", "overhead_pct"):
+    for key in ("jobs2_per_min", "cluster1_per_min", "cluster2_per_min", "speedup_2_workers", "overhead_pct"):
         assert key in result, key
     assert result["quick"] is True and result["cluster2_per_min"] > 0

@@ -14,8 +14,17 @@ An epoch is one pass over the 50k training images in batches of 256 plus the val
   subclasses, taken from the solution cells of solutions/optimization/optimization.ipynb as students write them.
 - floor: only the matrix products the epoch must do (torch.mm at the layer shapes and batch sizes of
   the epoch: forward, the weight gradients, the input gradients of every layer but the first, and the
-  validation forward at evaluate's batch size). For information, the floor plus one fused torch Adam
-  step per batch (the optimizer's own memory traffic, which no training loop can avoid).
+  validation forward at evaluate's batch size).
+- lower bounds (information): what any loop must add to the floor, each timed like a design.
+  floor_data: the floor plus, per batch, the gather of the shuffled batch from the training tensors.
+  floor_data_torch_adam / floor_data_template_adam: that plus one step of torch's fused Adam / the
+  exercises' Adam (on parameters of the network's shapes). No loss, activation, bias or autograd:
+  nothing a real loop can skip, so a target below these ratios cannot be met on the machine that
+  measured them. manual_step: a hand-written training step with no autograd and no optimizer (gather,
+  addmm and ReLU forward, cross-entropy, the backward from the same aten ops autograd calls; its
+  gradients are checked against autograd's before timing). ``no_autograd_bound``: per round,
+  floor_data_<optimizer> + manual_step - floor_data, the ratio a loop would reach if autograd's
+  bookkeeping cost nothing.
 
 The course_lib designs and the floor run interleaved, one epoch of each per round (the first round is
 a warm-up), so a noisy machine slows them alike; "vs floor" is the median over rounds of each round's
@@ -59,6 +68,8 @@ HIDDEN = (512, 256, 256, 128)
 BATCH, EVAL_BATCH = 256, 10_000  # train_model's batch size and evaluate's default
 RETRAIN_EPOCHS = 40
 TARGETS = {"torch_optim": 1.15, "template_adam": 1.5}  # at most this many times the floor
+LOWER_BOUNDS = ("floor_data", "floor_data_torch_adam", "floor_data_template_adam", "manual_step")
+BOUND_OF = {"torch_optim": "floor_data_torch_adam", "template_adam": "floor_data_template_adam"}
 
 
 class SeedAdam(OptimizerTemplate):
@@ -179,19 +190,72 @@ def gemm_floor(n_train: int, n_val: int, device: torch.device) -> Dict[str, Call
             train_batch(b)
         val_pass()
 
-    params = [torch.nn.Parameter(torch.randn(o, i, device=device)) for i, o in zip(sizes[:-1], sizes[1:])]
-    params += [torch.nn.Parameter(torch.randn(o, device=device)) for o in sizes[1:]]
+    return {"epoch": epoch, "train_batch": train_batch, "val_pass": val_pass}
+
+
+def floor_with_data_and_optimizer(floor: Dict[str, Callable[..., None]], data: FashionMNISTSplits,
+                                  optimizer_factory=None) -> Callable[[], None]:
+    """An epoch of the floor plus what no loop avoids: each shuffled batch's gather and one optimizer step."""
+    sizes = [784, *HIDDEN, 10]
+    params = [torch.nn.Parameter(0.05 * torch.randn(o, i, device=data.device)) for i, o in zip(sizes[:-1], sizes[1:])]
+    params += [torch.nn.Parameter(torch.zeros(o, device=data.device)) for o in sizes[1:]]
     for p in params:
-        p.grad = torch.randn_like(p)
-    adam = torch_adam(params)
+        p.grad = 1e-3 * torch.randn_like(p)  # fixed gradients: the step's memory traffic, not its values, is timed
+    step = optimizer_factory(params).step if optimizer_factory else lambda: None
+    loader = BatchLoader(data.train_images, data.train_labels, batch_size=BATCH, shuffle=True,
+                         generator=torch.Generator().manual_seed(0))
 
-    def epoch_with_adam() -> None:
-        for b in batches:
-            train_batch(b)
-            adam.step()
-        val_pass()
+    def epoch() -> None:
+        for x, _labels in loader:
+            floor["train_batch"](len(x))
+            step()
+        floor["val_pass"]()
 
-    return {"epoch": epoch, "epoch_with_adam": epoch_with_adam, "train_batch": train_batch, "val_pass": val_pass}
+    return epoch
+
+
+def manual_step_epoch(data: FashionMNISTSplits) -> Callable[[], None]:
+    """An epoch of a hand-written ReLU-network training step (no autograd, no optimizer) + validation.
+
+    Before returning, one step's gradients are checked against autograd's on the same network and batch.
+    """
+    model = BaseNetwork("relu", hidden_sizes=HIDDEN).to(data.device)
+    linears = list(model.linear_layers().values())
+    weights = [m.weight.detach() for m in linears]
+    biases = [m.bias.detach() for m in linears]
+    loader = BatchLoader(data.train_images, data.train_labels, batch_size=BATCH, shuffle=True,
+                         generator=torch.Generator().manual_seed(0))
+
+    def gradients(x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+        """[dW, db] of every layer, last layer first, for the mean cross-entropy of batch (x, y)."""
+        acts = [x]
+        for k, (w, b) in enumerate(zip(weights, biases)):
+            out = torch.addmm(b, acts[-1], w.t())
+            acts.append(out.relu_() if k < len(weights) - 1 else out)
+        logp = torch.log_softmax(acts[-1], dim=1)
+        torch.ops.aten.nll_loss(logp, y)  # the loss value, as a loop computes it
+        grad = torch.ops.aten.nll_loss_backward(torch.tensor(1.0, device=x.device), logp, y, None, 1, -100,
+                                                torch.tensor(float(len(y)), device=x.device))
+        grad = torch.ops.aten._log_softmax_backward_data(grad, logp, 1, logp.dtype)
+        grads = []
+        for k in range(len(weights) - 1, -1, -1):
+            grads += [grad.t().mm(acts[k]), grad.sum(0)]
+            if k > 0:
+                grad = torch.ops.aten.threshold_backward(grad.mm(weights[k]), acts[k], 0)
+        return grads
+
+    x, y = data.train_images[:BATCH], data.train_labels[:BATCH]
+    F.cross_entropy(model(x), y).backward()
+    reference = [g for m in reversed(linears) for g in (m.weight.grad, m.bias.grad)]
+    for mine, theirs in zip(gradients(x, y), reference):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-6)
+
+    def epoch() -> None:
+        for x, y in loader:
+            gradients(x, y)
+        evaluate(model, data.val_images, data.val_labels)
+
+    return epoch
 
 
 def best_chunk_floor(floor: Dict[str, Callable[..., None]], n_train: int, device: torch.device, chunks: int) -> float:
@@ -256,13 +320,18 @@ def main() -> None:
         "template_sgd": course_lib_epoch(data, lambda p: exercise["SGD"](p, lr=1e-1)),
         "template_sgd_momentum": course_lib_epoch(data, lambda p: exercise["SGDMomentum"](p, lr=1e-1, momentum=0.9)),
         "floor": floor["epoch"],
-        "floor_with_adam": floor["epoch_with_adam"],
+        "floor_data": floor_with_data_and_optimizer(floor, data),
+        "floor_data_torch_adam": floor_with_data_and_optimizer(floor, data, torch_adam),
+        "floor_data_template_adam": floor_with_data_and_optimizer(floor, data, lambda p: exercise["Adam"](p, lr=1e-3)),
+        "manual_step": manual_step_epoch(data),
     }
     raw = interleaved(designs, epochs + 1, device)
     times = {name: ts[1:] if len(ts) > 1 else ts for name, ts in raw.items()}  # round 0 is a warm-up
     s_per_epoch = {name: statistics.median(ts) for name, ts in times.items()}
     vs_floor = {name: statistics.median(t / f for t, f in zip(ts, times["floor"])) for name, ts in times.items()}
     floor_s = s_per_epoch["floor"]
+    no_autograd_bound = {target: statistics.median((b + m - d) / f for b, m, d, f in zip(
+        times[bound], times["manual_step"], times["floor_data"], times["floor"])) for target, bound in BOUND_OF.items()}
     chunks = 2 if args.quick else 5
     old_floor_s = best_chunk_floor(floor, n_train, device, chunks=chunks)
 
@@ -295,10 +364,19 @@ def main() -> None:
             ("course_lib + exercises' template SGDMomentum", s_per_epoch["template_sgd_momentum"],
              "template_sgd_momentum"),
             ("GEMM floor (torch.mm only)", floor_s, "floor"),
-            ("GEMM floor + fused Adam step (information)", s_per_epoch["floor_with_adam"], "floor_with_adam")]
+            ("lower bound: floor + batch gather", s_per_epoch["floor_data"], "floor_data"),
+            ("lower bound: floor + gather + fused Adam", s_per_epoch["floor_data_torch_adam"], "floor_data_torch_adam"),
+            ("lower bound: floor + gather + template Adam", s_per_epoch["floor_data_template_adam"],
+             "floor_data_template_adam"),
+            ("hand-written step, no autograd, no optimizer", s_per_epoch["manual_step"], "manual_step")]
     for name, seconds, key in rows:
         ratio = vs_floor[key] if key else seconds / floor_s
         print(f"{name:<44}{seconds:>9.3f}{seed_s / seconds:>8.1f}x{ratio:>9.2f}x")
+    for target, bound in BOUND_OF.items():
+        reachable = "reachable" if vs_floor[bound] <= TARGETS[target] else "NOT reachable on this machine"
+        print(f"target {target} <= {TARGETS[target]}x: measured {vs_floor[target]:.2f}x; lower bound "
+              f"{vs_floor[bound]:.2f}x ({reachable}); with autograd's bookkeeping free "
+              f"{no_autograd_bound[target]:.2f}x")
     print(f"floor as measured before (best of {chunks} chunks of 20 batches, scaled): {old_floor_s:.3f} s/epoch")
     print(f"optimization notebook retrain (3 optimizers x {RETRAIN_EPOCHS} epochs), estimated: {retrain_s:.0f} s")
     if compiled:
@@ -315,14 +393,16 @@ def main() -> None:
         "template_sgd_s_per_epoch": round(s_per_epoch["template_sgd"], 4),
         "template_sgd_momentum_s_per_epoch": round(s_per_epoch["template_sgd_momentum"], 4),
         "floor_s_per_epoch": round(floor_s, 4), "floor_best_chunk_s_per_epoch": round(old_floor_s, 4),
-        "floor_with_adam_s_per_epoch": round(s_per_epoch["floor_with_adam"], 4),
-        "floor_with_adam_vs_floor": round(vs_floor["floor_with_adam"], 3),
+        **{f"{k}_s_per_epoch": round(s_per_epoch[k], 4) for k in LOWER_BOUNDS},
+        **{f"{k}_vs_floor": round(vs_floor[k], 3) for k in LOWER_BOUNDS},
         "speedup_torch_optim_vs_seed": round(seed_s / s_per_epoch["torch_optim"], 2),
         "speedup_template_adam_vs_seed": round(seed_s / s_per_epoch["template_adam"], 2),
         "torch_optim_vs_floor": round(vs_floor["torch_optim"], 3),
         "template_adam_vs_floor": round(vs_floor["template_adam"], 3),
         "targets_vs_floor": TARGETS,
         "meets_targets": all(vs_floor[k] <= v for k, v in TARGETS.items()),
+        "targets_below_lower_bound": [k for k, bound in BOUND_OF.items() if vs_floor[bound] > TARGETS[k]],
+        "no_autograd_bound_vs_floor": {k: round(v, 3) for k, v in no_autograd_bound.items()},
         "retrain_epochs": RETRAIN_EPOCHS, "retrain_estimate_s": round(retrain_s, 1),
         "per_round_s": {k: [round(t, 4) for t in ts] for k, ts in times.items()},
         **compiled,

@@ -15,7 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 QUICK_RUNS = {
-    "train_speed.py": ("seed_s_per_epoch", "torch_optim_s_per_epoch", "template_adam_s_per_epoch", "floor_s_per_epoch"),
+    "train_speed.py": ("seed_s_per_epoch", "torch_optim_s_per_epoch", "template_adam_s_per_epoch", "floor_s_per_epoch",
+                       "floor_data_s_per_epoch", "floor_data_torch_adam_s_per_epoch",
+                       "floor_data_template_adam_s_per_epoch", "manual_step_s_per_epoch"),
     "notebook_speed.py": ("notebook_s", "retrain_s"),
     "grading_speed.py": ("per_submission_s", "jobs1_per_min", "jobs2_per_min"),
 }

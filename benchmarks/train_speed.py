@@ -1,7 +1,7 @@
 """Seconds per FashionMNIST epoch: course_lib's training against the seed tutorial's design and
 against the machine's GEMM floor. Not a test: it prints a table, and as its last line one JSON object.
 
-    python benchmarks/train_speed.py              # full: 3 timed rounds, 2 seed epochs
+    python benchmarks/train_speed.py              # full: 10 timed rounds (about 4 min), 2 seed epochs
     python benchmarks/train_speed.py --quick      # seconds-long smoke run (CI)
     python benchmarks/train_speed.py --compile    # also torch.compile: its one-off compile time and s/epoch
 
@@ -293,7 +293,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run on 5k images")
     parser.add_argument("--seed-epochs", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=3, help="timed rounds (one epoch of each design per round)")
+    parser.add_argument("--epochs", type=int, default=10,
+                        help="timed rounds, one epoch of each design per round (this machine needs ~10)")
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (compile time separately)")
     args = parser.parse_args()

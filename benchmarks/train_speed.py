@@ -42,7 +42,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +65,7 @@ from course_lib.optim import OptimizerTemplate  # noqa: E402
 from course_lib.training import evaluate, train_epoch  # noqa: E402
 
 HIDDEN = (512, 256, 256, 128)
+LAYER_SIZES = [784, *HIDDEN, 10]  # the network's input, hidden and output widths
 BATCH, EVAL_BATCH = 256, 10_000  # train_model's batch size and evaluate's default
 RETRAIN_EPOCHS = 40
 TARGETS = {"torch_optim": 1.15, "template_adam": 1.5}  # at most this many times the floor
@@ -149,12 +150,17 @@ def seed_design_epochs(epochs: int, limit: int | None, device: torch.device) -> 
     return times
 
 
+def training_batches(data: FashionMNISTSplits) -> BatchLoader:
+    """The shuffled training batches every design iterates (same seed, so the same batches)."""
+    return BatchLoader(data.train_images, data.train_labels, batch_size=BATCH, shuffle=True,
+                       generator=torch.Generator().manual_seed(0))
+
+
 def course_lib_epoch(data: FashionMNISTSplits, optimizer_factory, compile_model: bool = False) -> Callable[[], None]:
     """One epoch of course_lib's loop (train_epoch + evaluate on the validation set), as a callable."""
     model = BaseNetwork("relu", hidden_sizes=HIDDEN).to(data.device)
     optimizer = optimizer_factory(model.parameters())
-    loader = BatchLoader(data.train_images, data.train_labels, batch_size=BATCH, shuffle=True,
-                         generator=torch.Generator().manual_seed(0))
+    loader = training_batches(data)
     run_model = torch.compile(model) if compile_model else model
 
     def epoch() -> None:
@@ -166,7 +172,7 @@ def course_lib_epoch(data: FashionMNISTSplits, optimizer_factory, compile_model:
 
 def gemm_floor(n_train: int, n_val: int, device: torch.device) -> Dict[str, Callable[..., None]]:
     """The matrix products alone: an epoch of them, one training batch, one validation pass."""
-    sizes = [784, *HIDDEN, 10]
+    sizes = LAYER_SIZES
     weights = [torch.randn(o, i, device=device) for i, o in zip(sizes[:-1], sizes[1:])]
     batches = [BATCH] * (n_train // BATCH) + ([n_train % BATCH] if n_train % BATCH else [])
     acts = {b: [torch.randn(b, s, device=device) for s in sizes] for b in set(batches)}
@@ -194,16 +200,15 @@ def gemm_floor(n_train: int, n_val: int, device: torch.device) -> Dict[str, Call
 
 
 def floor_with_data_and_optimizer(floor: Dict[str, Callable[..., None]], data: FashionMNISTSplits,
-                                  optimizer_factory=None) -> Callable[[], None]:
+                                  optimizer_factory: Optional[Callable] = None) -> Callable[[], None]:
     """An epoch of the floor plus what no loop avoids: each shuffled batch's gather and one optimizer step."""
-    sizes = [784, *HIDDEN, 10]
+    sizes = LAYER_SIZES
     params = [torch.nn.Parameter(0.05 * torch.randn(o, i, device=data.device)) for i, o in zip(sizes[:-1], sizes[1:])]
     params += [torch.nn.Parameter(torch.zeros(o, device=data.device)) for o in sizes[1:]]
     for p in params:
         p.grad = 1e-3 * torch.randn_like(p)  # fixed gradients: the step's memory traffic, not its values, is timed
     step = optimizer_factory(params).step if optimizer_factory else lambda: None
-    loader = BatchLoader(data.train_images, data.train_labels, batch_size=BATCH, shuffle=True,
-                         generator=torch.Generator().manual_seed(0))
+    loader = training_batches(data)
 
     def epoch() -> None:
         for x, _labels in loader:
@@ -223,8 +228,7 @@ def manual_step_epoch(data: FashionMNISTSplits) -> Callable[[], None]:
     linears = list(model.linear_layers().values())
     weights = [m.weight.detach() for m in linears]
     biases = [m.bias.detach() for m in linears]
-    loader = BatchLoader(data.train_images, data.train_labels, batch_size=BATCH, shuffle=True,
-                         generator=torch.Generator().manual_seed(0))
+    loader = training_batches(data)
 
     def gradients(x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
         """[dW, db] of every layer, last layer first, for the mean cross-entropy of batch (x, y)."""

@@ -4,13 +4,16 @@ No function calls ``plt.show()`` or changes global style; in a notebook, display
 
 New figures are ``CourseFigure``s: they carry their own ``_repr_png_``, so Jupyter, Colab and the
 book's build show them as images whatever matplotlib backend the kernel runs (an untracked figure
-otherwise has no display formatter unless pyplot's inline backend happens to be active).
+otherwise has no display formatter unless pyplot's inline backend happens to be active). Under
+nbgrader (``NBGRADER_EXECUTION`` set, see ``run_settings``) they show as one line of text instead:
+no grade looks at a figure, and drawing them took most of a graded notebook's time.
 """
 
 from __future__ import annotations
 
+import functools
 import io
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -19,6 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .probes import layer_activations, layer_gradients, layer_weights
+from .run_settings import run_settings
 from .surfaces import LossSurface
 
 KDE_MAX_POINTS = 5_000  # the KDE line is fitted on a fixed subsample: fast on 400k weights
@@ -28,16 +32,34 @@ PNG_DPI = 100
 class CourseFigure(Figure):
     """A matplotlib Figure that displays itself as a PNG image in IPython (Jupyter, Colab, myst-nb)."""
 
-    def _repr_png_(self) -> bytes:
-        """The figure as PNG bytes, cropped to what was drawn (suptitles included)."""
+    def _repr_png_(self) -> Optional[bytes]:
+        """The figure as PNG bytes, cropped to what was drawn (suptitles included); None under nbgrader."""
+        if run_settings().in_nbgrader:  # no grade looks at a figure: drawing them cost seconds per submission
+            return None
         buffer = io.BytesIO()
         self.savefig(buffer, format="png", dpi=PNG_DPI, bbox_inches="tight")
         return buffer.getvalue()
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        """IPython's text form: what a figure is, or that it was not drawn while grading."""
+        printer.text("[figure not drawn while grading]" if run_settings().in_nbgrader else repr(self))
 
 
 def new_figure(figsize: Tuple[float, float] = (6, 4), **kwargs) -> CourseFigure:
     """A new figure that pyplot does not track and that notebooks show as an image."""
     return CourseFigure(figsize=figsize, **kwargs)
+
+
+def _undrawn_under_nbgrader(plot: Callable[..., Figure]) -> Callable[..., Figure]:
+    """``plot`` as is, except under nbgrader: an empty figure at once when no ``axes`` are given."""
+
+    @functools.wraps(plot)
+    def plot_or_placeholder(*args, **kwargs) -> Figure:
+        if kwargs.get("axes") is None and run_settings().in_nbgrader:
+            return new_figure()
+        return plot(*args, **kwargs)
+
+    return plot_or_placeholder
 
 
 def _new_axes(ncols: int, figsize: Tuple[float, float], **subplot_kw) -> Tuple[Figure, np.ndarray]:
@@ -56,6 +78,7 @@ def _kde_line(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return np.exp(-0.5 * z**2).sum(axis=1) / (values.size * bandwidth * np.sqrt(2 * np.pi))
 
 
+@_undrawn_under_nbgrader
 def plot_dists(
     values: Mapping[str, np.ndarray],
     color: str = "C0",
@@ -105,6 +128,7 @@ def activation_titles(values: Mapping[str, np.ndarray]) -> Dict[str, str]:
     return {key: f"{key} ({np.shape(a)[-1]} outputs)" for key, a in values.items()}
 
 
+@_undrawn_under_nbgrader
 def plot_weight_distribution(
     model: torch.nn.Module, color: str = "C0", axes: Optional[Sequence[Axes]] = None
 ) -> Figure:
@@ -115,6 +139,7 @@ def plot_weight_distribution(
     return fig
 
 
+@_undrawn_under_nbgrader
 def plot_gradient_distribution(
     model: torch.nn.Module,
     images: torch.Tensor,
@@ -129,6 +154,7 @@ def plot_gradient_distribution(
     return fig
 
 
+@_undrawn_under_nbgrader
 def plot_activation_distribution(
     model: torch.nn.Module, images: torch.Tensor, color: str = "C0", axes: Optional[Sequence[Axes]] = None
 ) -> Figure:
@@ -230,6 +256,7 @@ def plot_training_curves(results: Mapping[str, Dict], ax: Optional[Axes] = None)
     return ax
 
 
+@_undrawn_under_nbgrader
 def plot_variances_by_depth(
     variances_by_run: Mapping[str, Mapping[str, Mapping[str, float]]], axes: Optional[Sequence[Axes]] = None
 ) -> Figure:
@@ -262,6 +289,7 @@ def plot_variances_by_depth(
     return fig
 
 
+@_undrawn_under_nbgrader
 def plot_image_grid(
     images: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str], ncols: int = 8, nrows: int = 2
 ) -> Figure:
@@ -276,6 +304,7 @@ def plot_image_grid(
     return fig
 
 
+@_undrawn_under_nbgrader
 def plot_layer_variances(
     variances_by_run: Mapping[str, Mapping[str, Mapping[str, float]]], axes: Optional[Sequence[Axes]] = None,
     title_suffix: str = "",
@@ -304,6 +333,7 @@ def plot_layer_variances(
     return fig
 
 
+@_undrawn_under_nbgrader
 def plot_accuracy_by_depth(
     accuracy: Mapping[str, Mapping[str, Mapping[int, float]]], axes: Optional[Sequence[Axes]] = None
 ) -> Figure:

@@ -6,7 +6,8 @@ tests agree on their names and meaning:
 - ``COURSE_QUICK=1``: retrain for one epoch only (tests and CI smoke runs);
 - ``COURSE_RETRAIN=1``: retrain instead of loading the shipped results;
 - ``COURSE_CHECKPOINTS=DIR``: where retrained models go (default ``./checkpoints``);
-- ``NBGRADER_EXECUTION`` (set by nbgrader while it grades): optional training is skipped.
+- ``NBGRADER_EXECUTION`` (set by nbgrader while it grades): optional training is skipped and the
+  course's figures are not drawn.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class RunSettings:
     retrain: bool
     checkpoint_dir: Path
     trained_dir: Path = TRAINED_DIR
-    in_nbgrader: bool = False  # the notebook runs under nbgrader: train nothing optional
+    in_nbgrader: bool = False  # the notebook runs under nbgrader: train nothing optional, draw no figure
 
     def epochs(self, full: int) -> int:
         """The number of epochs to train: ``full``, or 1 in quick mode."""

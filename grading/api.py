@@ -24,8 +24,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +37,7 @@ import nbformat
 from tqdm.auto import tqdm
 
 from grading import gradebook, sandbox, verdicts
+from grading.autograde_one import AutograderPool
 from grading.collect import collect
 from grading.course import EXERCISES, Exercise
 from grading.feedback import ExerciseFeedback, compose_feedback, find_leaks, grading_code_lines
@@ -114,6 +113,7 @@ class _Batch:
     scrub: list[str]
     sandbox: sandbox.SandboxSettings
     timestamp: str = ""  # one per batch: on every feedback page of the batch
+    autograders: AutograderPool = field(default_factory=lambda: AutograderPool(tool_env()))
 
 
 def _exercises(assignment: str) -> tuple[Exercise, ...]:
@@ -194,30 +194,19 @@ def _tail(path: Path, limit: int = 2000) -> str:
 
 
 def _execute(batch: _Batch, student: str, runtime: Path, io: Path) -> tuple[dict, list[str]]:
-    """Run grading.autograde_one for one student in its own process group; stop it at the time limit."""
+    """Autograde one student in one of the batch's autograde processes; stop it at the time limit."""
     ws, notes = batch.ws, []
-    result_file = ws.private("runs", student, ".json")
-    result_file.unlink(missing_ok=True)
     log_file = ws.private("logs", student, ".log")
-    env = tool_env({"JUPYTER_PATH": str(ws.root / "jupyter"), "JUPYTER_RUNTIME_DIR": str(runtime),
-                    sandbox.IO_ENV: str(io)})
-    # grading.lifeline: the run dies with this process (a killed Dask worker leaves no run behind)
-    cmd = [sys.executable, "-m", "grading.lifeline", str(os.getpid()), sys.executable, "-m", "grading.autograde_one",
-           str(ws.root), ws.assignment, student, str(runtime), str(result_file)]
-    with open(log_file, "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, cwd=ws.root, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            proc.wait(timeout=batch.settings.submission_timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            notes.append(f"ERROR: the notebook ran past {batch.settings.submission_timeout_s} s and was stopped; "
-                         "exercises judged before that keep their points")
-    try:
-        outcome = json.loads(result_file.read_text())
-    except (OSError, ValueError):
-        outcome = {"executed": False, "error": _tail(log_file)}
+    log_file.unlink(missing_ok=True)
+    request = {"workspace": str(ws.root), "assignment": ws.assignment, "student": student, "runtime": str(runtime),
+               "io": str(io), "log": str(log_file)}
+    outcome = batch.autograders.mine().run(request, batch.settings.submission_timeout_s)
+    if outcome is None:
+        notes.append(f"ERROR: the notebook ran past {batch.settings.submission_timeout_s} s and was stopped; "
+                     "exercises judged before that keep their points")
+        outcome = {"executed": False, "error": ""}
+    if not outcome.get("executed") and not outcome.get("error"):
+        outcome["error"] = _tail(log_file)
     if not outcome.get("executed") and not notes:
         reason = (outcome.get("error") or "").strip().splitlines()
         why = f" ({reason[-1][:300]})" if reason else ""
@@ -329,14 +318,17 @@ def run_canary(assignment: str, settings: GradingSettings, fingerprint: str) -> 
     salt = seed_salt(ws)
     expected = {"reference": 1.0, "release": 0.0}
     gradebook.create_students(db_url, {s: s for s in notebooks})
-    with ThreadPoolExecutor(max_workers=min(2, max(1, settings.jobs))) as pool:
-        futures = {}
-        for student, nb in notebooks.items():
-            data = nbformat.writes(nb).encode()
-            _, notes, _ = _place(batch, student, data)
-            futures[student] = pool.submit(_safe_grade, batch, StudentResult(student, notes=notes),
-                                           challenge_seed(salt, assignment, data), False)
-        results = {s: f.result() for s, f in futures.items()}
+    try:
+        with ThreadPoolExecutor(max_workers=min(2, max(1, settings.jobs))) as pool:
+            futures = {}
+            for student, nb in notebooks.items():
+                data = nbformat.writes(nb).encode()
+                _, notes, _ = _place(batch, student, data)
+                futures[student] = pool.submit(_safe_grade, batch, StudentResult(student, notes=notes),
+                                               challenge_seed(salt, assignment, data), False)
+            results = {s: f.result() for s, f in futures.items()}
+    finally:
+        batch.autograders.close()
     problems = []
     best = sum(batch.points.values())
     for student, result in results.items():
@@ -477,6 +469,7 @@ def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = Non
             students[done.student_id] = done
             _save_state(ws, students)
     finally:
+        batch.autograders.close()
         _save_state(ws, students)
         _export(batch, students)
     return Report(assignment, students, points, ws.grades_csv(), ws.report_json(),

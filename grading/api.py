@@ -36,13 +36,14 @@ from typing import Callable, Iterator, Optional
 import nbformat
 from tqdm.auto import tqdm
 
-from grading import gradebook, sandbox, verdicts
+from grading import sandbox, verdicts
 from grading.autograde_one import AutograderPool
 from grading.collect import collect
 from grading.course import EXERCISES, Exercise
-from grading.feedback import ExerciseFeedback, compose_feedback, find_leaks, grading_code_lines
 from grading.metadata import prepare_submission
 from grading.release import colab_cells
+from grading.reports import gradebook
+from grading.reports.feedback import ExerciseFeedback, compose_feedback, find_leaks, grading_code_lines
 from grading.settings import GradingSettings
 from grading.workspace import (
     Workspace,

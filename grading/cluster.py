@@ -31,9 +31,9 @@ from typing import Iterator, Optional
 import nbformat
 
 from grading import api, sandbox
-from grading.course import REPO_ROOT, SOURCE_DIR
+from grading.course import GRADING_DIR, REPO_ROOT, SOURCE_DIR
 from grading.settings import settings_from_json, settings_to_json
-from grading.workspace import GRADING_DIR, Workspace, digest_files, prepare, sandbox_settings
+from grading.workspace import Workspace, digest_files, prepare, sandbox_settings
 
 WORKER_DIR_ENV = "GRADING_WORKER_DIR"  # where a worker keeps its workspaces (default: Dask's local directory)
 

@@ -16,7 +16,8 @@ from typing import Mapping, Optional
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+GRADING_DIR = Path(__file__).resolve().parent  # the grading package (its code is part of every fingerprint)
+REPO_ROOT = GRADING_DIR.parent
 CONFIG_FILE = REPO_ROOT / "_config.yml"
 SOURCE_DIR = REPO_ROOT / "solutions"  # nbgrader source notebooks (solutions and hidden tests)
 RELEASE_DIR = REPO_ROOT / "book" / "exercises"  # generated student notebooks

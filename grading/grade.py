@@ -70,7 +70,7 @@ def add_export_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--canvas", type=Path, metavar="FILE", help="write a Canvas gradebook import CSV")
     p.add_argument("--moodle", type=Path, metavar="FILE", help="write a Moodle grade import CSV")
     p.add_argument("--roster", type=Path, metavar="CSV",
-                   help="student_id -> LMS ids for --canvas/--moodle (see python -m grading.lms --help)")
+                   help="student_id -> LMS ids for --canvas/--moodle (see python -m grading.reports.lms --help)")
 
 
 def export_options(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -82,7 +82,7 @@ def export_options(argv: Optional[list[str]]) -> argparse.Namespace:
 
 def write_exports(assignment: str, settings: GradingSettings, options: argparse.Namespace) -> int:
     """Write the similarity report and LMS files asked for; 0, or 2 when one could not be written."""
-    from grading import lms, similarity
+    from grading.reports import lms, similarity
 
     code = 0
     if options.similarity:

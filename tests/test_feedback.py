@@ -12,7 +12,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from grading import course
-from grading.feedback import (
+from grading.reports.feedback import (
     ExerciseFeedback,
     LimitOutputChars,
     Limits,
@@ -225,7 +225,7 @@ def test_hidden_lines_never_shown_however_printed():
 
 def test_page_withheld_rather_than_leak(monkeypatch):
     """When a line survives every scrub (here: scrubbing switched off), the notebook part is withheld."""
-    import grading.feedback as feedback
+    import grading.reports.feedback as feedback
 
     monkeypatch.setattr(feedback, "scrub_text", lambda text, scrub: (text, 0))
     page = compose([new_code_cell("x", outputs=[stream(HIDDEN + "\n")])],

@@ -1,4 +1,4 @@
-"""grading.lms: Canvas and Moodle grade-import files, read back with csv.
+"""grading.reports.lms: Canvas and Moodle grade-import files, read back with csv.
 
 Headers as documented:
 - Canvas, "How do I import grades in the Gradebook?":
@@ -18,8 +18,8 @@ import datetime as dt
 
 import pytest
 
-from grading.gradebook import write_csv
-from grading.lms import (
+from grading.reports.gradebook import write_csv
+from grading.reports.lms import (
     CANVAS_HEADER,
     MOODLE_WORKSHEET,
     export,

@@ -1,4 +1,4 @@
-"""grading.similarity: planted near-copies outrank independent correct solutions; the report is safe HTML.
+"""grading.reports.similarity: planted near-copies outrank independent correct solutions; the report is safe HTML.
 
 The submissions are placed in a temporary workspace as the grader places them (``prepare_submission``
 against the release, one with its nbgrader metadata stripped as some editors do), without grading.
@@ -16,7 +16,7 @@ import pytest
 
 from grading.course import EXERCISES, grade_id, is_solution, release_notebook, source_notebook
 from grading.metadata import prepare_submission
-from grading.similarity import main, similarity_report, strip_skeleton
+from grading.reports.similarity import main, similarity_report, strip_skeleton
 from grading.workspace import Workspace
 
 # ---------------------------------------------------------------- optimization: independent solutions

@@ -1,6 +1,6 @@
 """Grade-import files for Canvas and Moodle, written from the grade table (``grades_ASSIGNMENT.csv``).
 
-    python -m grading.lms {canvas,moodle} ASSIGNMENT OUT [--workspace W] [--roster CSV] ...
+    python -m grading.reports.lms {canvas,moodle} ASSIGNMENT OUT [--workspace W] [--roster CSV] ...
 
 Formats, as the LMSs document and export them:
 - **Canvas** (Grades > Import; https://community.canvaslms.com/t5/Instructor-Guide/How-do-I-import-grades-in-the-Gradebook/ta-p/807,
@@ -252,7 +252,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from grading.settings import defaults
     from grading.workspace import Workspace
 
-    p = argparse.ArgumentParser(prog="python -m grading.lms", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m grading.reports.lms", description=__doc__.split("\n")[0])
     p.add_argument("lms", choices=("canvas", "moodle"))
     p.add_argument("assignment", choices=ASSIGNMENTS)
     p.add_argument("out", type=Path, help="the CSV file to write")

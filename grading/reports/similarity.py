@@ -1,6 +1,6 @@
 """Similarity report: which students' exercise code is suspiciously alike, ranked pair by pair.
 
-    python -m grading.similarity ASSIGNMENT [--workspace W] [--top N]
+    python -m grading.reports.similarity ASSIGNMENT [--workspace W] [--top N]
 
 Only what each student wrote is compared: the answer cells of the placed (repaired) submissions,
 minus every line the release already has in that cell (signature, docstring, ``# YOUR CODE HERE``,
@@ -380,7 +380,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Write the similarity report of an already-graded workspace; 0 on success, 2 on error."""
     from grading.settings import defaults
 
-    p = argparse.ArgumentParser(prog="python -m grading.similarity", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m grading.reports.similarity", description=__doc__.split("\n")[0])
     p.add_argument("assignment", choices=ASSIGNMENTS)
     p.add_argument("--workspace", type=Path, default=defaults()["workspace"], help="the graded workspace")
     p.add_argument("--top", type=int, default=DEFAULT_TOP, help="pairs in the report (0: all)")

@@ -38,9 +38,9 @@ from tqdm.auto import tqdm
 
 from grading import sandbox, verdicts
 from grading.autograde_one import AutograderPool
-from grading.collect import collect
 from grading.course import EXERCISES, Exercise
-from grading.metadata import prepare_submission
+from grading.intake.collect import collect
+from grading.intake.metadata import prepare_submission
 from grading.release import colab_cells
 from grading.reports import gradebook
 from grading.reports.feedback import ExerciseFeedback, compose_feedback, find_leaks, grading_code_lines

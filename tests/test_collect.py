@@ -1,4 +1,4 @@
-"""grading.collect: student ids that never merge two students, and bounded, streamed reading."""
+"""grading.intake.collect: student ids that never merge two students, and bounded, streamed reading."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import zlib
 
 import pytest
 
-from grading import collect as collect_module
-from grading.collect import CollectLimits, collect, student_id_of
+from grading.intake import collect as collect_module
+from grading.intake.collect import CollectLimits, collect, student_id_of
 
 HOSTILE_NAMES = [
     "张三", "李四", "王五", "Zoë", "Zoé", "Zoe", "Zo", "Ng, Anh", "Ng Anh", "Ng-Anh", "Ng_Anh", "ng anh",

@@ -1,4 +1,4 @@
-"""grading.flags: review flags for what the student changed, obfuscated access and delegation."""
+"""grading.intake.flags: review flags for what the student changed, obfuscated access and delegation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from grading.course import grade_id, is_solution, release_notebook, source_notebook
-from grading.flags import DELEGATION, DELEGATION_DEPTH, DELEGATION_INIT, LABELS, review_flags
+from grading.intake.flags import DELEGATION, DELEGATION_DEPTH, DELEGATION_INIT, LABELS, review_flags
 
 sys.path.insert(0, str(Path(__file__).parent))
 from grading_corpus.cases import colab_round_trip  # noqa: E402

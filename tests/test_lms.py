@@ -170,10 +170,10 @@ def test_cli_over_a_workspace(tmp_path, canvas_grades, capsys):
 
 
 def test_ids_survive_collect_from_lms_zips(tmp_path):
-    """The origin and name grading.collect keeps for Canvas and Moodle zips carry the LMS ids."""
+    """The origin and name grading.intake.collect keeps for Canvas and Moodle zips carry the LMS ids."""
     import zipfile
 
-    from grading.collect import collect
+    from grading.intake.collect import collect
 
     for kind, member, want in [
             ("canvas", "doezoë_LATE_1234_98765_optimization.ipynb", ("canvas_id", "1234")),

@@ -1,4 +1,4 @@
-"""grading.metadata: the nbgrader metadata students break is repaired, in bounded time, with notes."""
+"""grading.intake.metadata: the nbgrader metadata students break is repaired, in bounded time, with notes."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grading import metadata
 from grading.course import grade_id, is_grade, is_solution, is_test, nbgrader_meta, release_notebook, source_notebook
-from grading.metadata import COMPARED_CHARS, prepare_submission, similarity
+from grading.intake import metadata
+from grading.intake.metadata import COMPARED_CHARS, prepare_submission, similarity
 
 sys.path.insert(0, str(Path(__file__).parent))
 from grading_corpus.cases import colab_round_trip  # noqa: E402

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 from grading.course import EXERCISES, grade_id, is_solution, release_notebook, source_notebook
-from grading.metadata import prepare_submission
+from grading.intake.metadata import prepare_submission
 from grading.reports.similarity import main, similarity_report, strip_skeleton
 from grading.workspace import Workspace
 

@@ -16,7 +16,7 @@ Similarity is difflib's ratio on at most ``COMPARED_CHARS`` characters of each c
 capped by the bound the cells' full lengths put on it (``2 min(la, lb) / (la + lb)``), which also
 rules out cells of very different sizes without comparing them; so a 10 MB cell costs no comparison
 and a notebook's repair stays well under a second. Everything done is reported as notes. Review
-flags live in ``grading.flags``.
+flags live in ``grading.intake.flags``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from grading.course import grade_id, is_solution, is_test, nbgrader_meta
-from grading.flags import review_flags
+from grading.intake.flags import review_flags
 
 MIN_SIMILARITY = {"grade": 0.5, "solution": 0.2, "other": 0.8}
 COMPARED_CHARS = 2000  # head and tail of a longer cell, for difflib

@@ -36,7 +36,7 @@ from typing import Callable, Iterator, Optional
 import nbformat
 from tqdm.auto import tqdm
 
-from grading import sandbox, verdicts
+from grading import judging, sandbox
 from grading.autograde_one import AutograderPool
 from grading.course import EXERCISES, Exercise
 from grading.intake.collect import collect
@@ -233,11 +233,11 @@ def _grade_student(batch: _Batch, result: StudentResult, seed: int, feedback: bo
     sandbox.claim(io)  # no other batch's sweep unmounts results/ before this process has read them
     try:
         (io / "results").mkdir()
-        challenge = verdicts.make_challenge(ws.assignment, seed)
+        challenge = judging.make_challenge(ws.assignment, seed)
         (io / "challenge.json").write_text(json.dumps(challenge))
         _, notes = _execute(batch, student, runtime, io)
         result.notes += notes
-        judged = verdicts.judge(ws.assignment, challenge, io / "results")
+        judged = judging.judge(ws.assignment, challenge, io / "results")
         status = sandbox.read_status(io_dir=str(io))
         result.notes += [w for w in status.get("warnings", []) if w not in result.notes]
     finally:

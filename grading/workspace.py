@@ -28,7 +28,7 @@ c.OverwriteCells.add_missing_cells = False  # grading.intake.metadata re-inserts
 c.LimitOutput.max_lines = 1000
 c.LimitOutput.max_traceback = 100
 # nbgrader only executes and records: every score is computed afterwards, outside the sandbox, by
-# grading.verdicts, and written over what SaveAutoGrades read from the outputs.
+# grading.judging, and written over what SaveAutoGrades read from the outputs.
 c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.Execute",
     "nbgrader.preprocessors.IgnorePattern",

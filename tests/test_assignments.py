@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from grading.course import EXERCISES, HIDDEN_BEGIN, HIDDEN_END, hidden_lines, is_solution, is_test, source_notebook
+from grading.judging import judge_exercise, make_challenge
 from grading.solutions import ROOT, solution_namespace
-from grading.verdicts import judge_exercise, make_challenge
 from tests.test_verdicts import MISTAKES as BASE_MISTAKES
 from tests.test_verdicts import grade_in_process
 from tests.test_verdicts_deeper import MISTAKES as DEEPER_MISTAKES
@@ -226,7 +226,7 @@ def test_tampering_in_the_students_process_changes_no_verdict(tmp_path):
         "import math, torch", "from torch import nn", "from course_lib.optim import OptimizerTemplate",
         wrong_adam,
         "torch.allclose = lambda *a, **k: True", "torch.optim.Adam = Adam",
-        "torch.Tensor.tolist = lambda self: [0.0]", "import grading.verdicts as v",
+        "torch.Tensor.tolist = lambda self: [0.0]", "import grading.judging as v",
         "v.judge = v.judge_exercise = lambda *a, **k: 'full marks'",
         "from grading.probe import record", "record('adam', Adam)",
     ])

@@ -105,7 +105,7 @@ def write_batch(root: Path, names=CASES) -> tuple[Path, dict]:
     """The chosen corpus cases as a folder of submissions, plus a file that is not a notebook."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
-    secrets = {"paths": [str(REPO_ROOT / "grading" / "verdicts")], "port": listener.getsockname()[1]}
+    secrets = {"paths": [str(REPO_ROOT / "grading" / "judging")], "port": listener.getsockname()[1]}
     listener.close()
     other = next(a for a in ASSIGNMENTS if a != ASSIGNMENT)
     cases = build_corpus(ASSIGNMENT, nbformat.read(str(source_notebook(ASSIGNMENT)), 4),

@@ -45,7 +45,7 @@ ATTACKS = [
 
 
 def verdict(key: str, props: list[tuple[str, float, bool, str]], note: str = "") -> SimpleNamespace:
-    """A verdict shaped like grading.verdicts.ExerciseVerdict."""
+    """A verdict shaped like grading.judging.ExerciseVerdict."""
     properties = [SimpleNamespace(name=n, weight=w, passed=p, message=m) for n, w, p, m in props]
     total = sum(w for _, w, _, _ in props)
     return SimpleNamespace(exercise=key, note=note, properties=properties,

@@ -58,7 +58,7 @@ def grade_corpus(assignment: str, root: Path, names=None, db_url=None, people=NA
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
-    secrets = {"paths": [str(REPO_ROOT / "grading" / "verdicts.py"), str(ws / "gradebook.db"),
+    secrets = {"paths": [str(REPO_ROOT / "grading" / "judging" / "core.py"), str(ws / "gradebook.db"),
                          str(source_notebook(assignment)),
                          str(ws / "submitted" / "reference" / assignment / f"{assignment}.ipynb")],
                "port": listener.getsockname()[1]}

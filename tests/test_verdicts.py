@@ -1,7 +1,7 @@
 """The verdicts, judged in process: probe (grading/probe.py) with the grading variables set, then judge.
 
 No nbgrader, no sandbox: each test draws a challenge, lets the probe feed it to a submission's function or
-class and record the results in a temporary folder, and judges them (grading/verdicts). The reference
+class and record the results in a temporary folder, and judges them (grading/judging). The reference
 solutions score full marks on many seeds; each common mistake fails exactly the properties it should and
 keeps the others; malformed result files fail their exercise only, with a note.
 """
@@ -22,17 +22,17 @@ import torch
 
 from grading import probe
 from grading.course import EXERCISES
-from grading.solutions import solution_namespace
-from grading.verdicts import ExerciseVerdict, judge, judge_exercise, make_challenge
-from grading.verdicts import optimizers as opt
-from grading.verdicts.initializers import random_architecture
-from grading.verdicts.stats import (
+from grading.judging import ExerciseVerdict, judge, judge_exercise, make_challenge
+from grading.judging import optimizers as opt
+from grading.judging.initializers import random_architecture
+from grading.judging.stats import (
     FALSE_ALARM_PER_BOUND,
     normal_within,
     second_moment_tolerance,
     uniform_within,
     within_one_sd_bounds,
 )
+from grading.solutions import solution_namespace
 
 SEEDS = range(6)
 NAME = {e.key: e.name for exercises in EXERCISES.values() for e in exercises}

@@ -18,8 +18,8 @@ from test_verdicts import _load, _save, failed, grade_in_process, grading_env
 
 from grading import probe
 from grading.course import EXERCISES
+from grading.judging import adamw, deeper, judge, make_challenge
 from grading.solutions import solution_namespace
-from grading.verdicts import adamw, deeper, judge, make_challenge
 
 ORTHOGONAL, GAIN, DEFAULT_GAIN = deeper.ORTHOGONAL, deeper.GAIN, deeper.DEFAULT_GAIN
 UNIFORM, BIASES = deeper.UNIFORM, deeper.BIASES
@@ -450,7 +450,7 @@ def test_property_weights_add_up_and_points_total_14():
     import nbformat
 
     from grading.course import nbgrader_meta, source_notebook
-    from grading.verdicts import property_weights
+    from grading.judging import property_weights
 
     challenge = make_challenge(ASSIGNMENT, 0)
     for exercise in EXERCISES[ASSIGNMENT]:

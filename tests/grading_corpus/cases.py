@@ -27,7 +27,7 @@ from test_verdicts_deeper import DELEGATING as DEEPER_DELEGATING
 from test_verdicts_deeper import MISTAKES as DEEPER_MISTAKES
 
 from grading.course import EXERCISES, grade_id, is_solution, is_test
-from grading.verdicts import make_challenge, property_weights
+from grading.judging import make_challenge, property_weights
 
 
 @dataclass

@@ -1,4 +1,6 @@
-"""Verdicts computed outside the sandbox: draw each exercise's inputs, then judge what the probe recorded.
+"""Judging: verdicts computed outside the sandbox. Takes an assignment and a seed, then what the probe
+recorded; gives each exercise's challenge inputs and its verdict: points as a weighted set of named
+properties, each with a message the student can act on.
 
 ``make_challenge(assignment, seed)`` draws the inputs (plain JSON, written for the probe to read);
 ``judge(assignment, challenge, results_dir)`` loads ``<exercise>.safetensors`` from ``results_dir``,

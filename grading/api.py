@@ -36,7 +36,7 @@ from typing import Callable, Iterator, Optional
 import nbformat
 from tqdm.auto import tqdm
 
-from grading import judging, sandbox
+from grading import judging
 from grading.autograde_one import AutograderPool
 from grading.course import EXERCISES, Exercise
 from grading.intake.collect import collect
@@ -44,6 +44,7 @@ from grading.intake.metadata import prepare_submission
 from grading.release import colab_cells
 from grading.reports import gradebook
 from grading.reports.feedback import ExerciseFeedback, compose_feedback, find_leaks, grading_code_lines
+from grading.sandbox import launcher
 from grading.settings import GradingSettings
 from grading.workspace import (
     Workspace,
@@ -112,7 +113,7 @@ class _Batch:
     release: nbformat.NotebookNode
     points: dict[str, float]
     scrub: list[str]
-    sandbox: sandbox.SandboxSettings
+    sandbox: launcher.SandboxSettings
     timestamp: str = ""  # one per batch: on every feedback page of the batch
     autograders: AutograderPool = field(default_factory=lambda: AutograderPool(tool_env()))
 
@@ -230,7 +231,7 @@ def _grade_student(batch: _Batch, result: StudentResult, seed: int, feedback: bo
     runtime = Path(tempfile.mkdtemp(prefix="grade-", dir=scratch))
     io = Path(tempfile.mkdtemp(prefix="grade-io-", dir=scratch))
     io.chmod(0o711)  # the sandbox user may pass through to results/, not list or read the rest
-    sandbox.claim(io)  # no other batch's sweep unmounts results/ before this process has read them
+    launcher.claim(io)  # no other batch's sweep unmounts results/ before this process has read them
     try:
         (io / "results").mkdir()
         challenge = judging.make_challenge(ws.assignment, seed)
@@ -238,10 +239,10 @@ def _grade_student(batch: _Batch, result: StudentResult, seed: int, feedback: bo
         _, notes = _execute(batch, student, runtime, io)
         result.notes += notes
         judged = judging.judge(ws.assignment, challenge, io / "results")
-        status = sandbox.read_status(io_dir=str(io))
+        status = launcher.read_status(io_dir=str(io))
         result.notes += [w for w in status.get("warnings", []) if w not in result.notes]
     finally:
-        sandbox.cleanup(batch.sandbox, io_dir=str(io))
+        launcher.cleanup(batch.sandbox, io_dir=str(io))
         shutil.rmtree(runtime, ignore_errors=True)
         shutil.rmtree(io, ignore_errors=True)
     scores = {}
@@ -406,12 +407,12 @@ def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = Non
         check_gradebook(settings.cluster, db_url)
     else:
         try:
-            host_warnings = sandbox.preflight(sandbox_settings(settings))
-        except sandbox.SandboxUnavailable as error:
+            host_warnings = launcher.preflight(sandbox_settings(settings))
+        except launcher.SandboxUnavailable as error:
             raise GradingError(f"cannot sandbox student code: {error}") from error
         for warning in host_warnings:
             print(warning, file=sys.stderr)
-        sandbox.sweep(sandbox_settings(settings))
+        launcher.sweep(sandbox_settings(settings))
     ws = Workspace(settings.workspace, assignment)
     fingerprint = prepare(ws, settings, db_url)
     students = _load_state(ws)

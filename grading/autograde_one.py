@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from grading.sandbox import IO_ENV
+from grading.sandbox.launcher import IO_ENV
 
 RECYCLE_AFTER = 25  # submissions one process serves before a fresh one takes over (bounds its memory)
 
@@ -83,8 +83,8 @@ class Autograder:
 
     def _start(self) -> None:
         read_fd, write_fd = os.pipe()
-        # grading.lifeline: the process dies with the grader (a killed Dask worker leaves no run behind)
-        cmd = [sys.executable, "-m", "grading.lifeline", str(os.getpid()), sys.executable, "-m",
+        # grading.sandbox.lifeline: the process dies with the grader (a killed Dask worker leaves no run behind)
+        cmd = [sys.executable, "-m", "grading.sandbox.lifeline", str(os.getpid()), sys.executable, "-m",
                "grading.autograde_one", str(write_fd)]
         try:
             self.proc = subprocess.Popen(cmd, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -133,7 +133,7 @@ class Autograder:
 
 class AutograderPool:
     """Long-lived autograde processes, one per grading thread, each started by the thread that uses it: its
-    parent-death signal (grading.lifeline) fires when the thread that started it ends."""
+    parent-death signal (grading.sandbox.lifeline) fires when the thread that started it ends."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env

@@ -12,7 +12,7 @@ with CourseMismatch naming what differs; then it checks its sandbox, prepares a 
 and runs the canary once. Each task executes, judges and records the scores into the shared gradebook
 (PostgreSQL) and returns the row, the feedback page and the executed notebook; the client writes
 those, the state file and the CSV. A worker that dies mid-task takes its nbgrader run with it
-(grading.lifeline); the scheduler runs the task again on another worker.
+(grading.sandbox.lifeline); the scheduler runs the task again on another worker.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from typing import Iterator, Optional
 
 import nbformat
 
-from grading import api, sandbox
+from grading import api
 from grading.course import GRADING_DIR, REPO_ROOT, SOURCE_DIR
+from grading.sandbox import launcher
 from grading.settings import settings_from_json, settings_to_json
 from grading.workspace import Workspace, digest_files, prepare, sandbox_settings
 
@@ -139,10 +140,10 @@ def worker_batch(spec: dict) -> tuple[api._Batch, list[str]]:
         settings = settings_from_json(spec["settings"], workspace=root / f"batch-{spec['key']}",
                                       solutions=SOURCE_DIR, db_url=spec["db_url"], jobs=1, quiet=True, cluster=None)
         try:
-            warnings = sandbox.preflight(sandbox_settings(settings))
-        except sandbox.SandboxUnavailable as error:
+            warnings = launcher.preflight(sandbox_settings(settings))
+        except launcher.SandboxUnavailable as error:
             raise api.GradingError(f"{_where()} cannot sandbox student code: {error}") from error
-        sandbox.sweep(sandbox_settings(settings))
+        launcher.sweep(sandbox_settings(settings))
         ws = Workspace(settings.workspace, assignment)
         fingerprint = prepare(ws, settings, spec["db_url"])
         if fingerprint != spec["fingerprint"]:

@@ -49,7 +49,7 @@ PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
 
 def postgres_skip_reason() -> str:
     """Why PostgreSQL tests cannot run here ('' when they can)."""
-    from grading.sandbox import bwrap_available
+    from grading.sandbox.launcher import bwrap_available
 
     if PG_BIN is None:
         return "PostgreSQL NOT TESTED: apt package postgresql missing (scripts/install.sh installs it)"

@@ -147,7 +147,7 @@ def test_test_cells_probe_first(assignment):
         assert re.fullmatch(r'""".{10,}"""', lines[0]), lines[0]
         assert lines[1] == HIDDEN_BEGIN and lines[3] == HIDDEN_END, lines[:4]
         assert hidden_lines(tests[exercise.test_cell].source) == [
-            f'from grading.probe import record; record("{exercise.key}", {exercise.name})']
+            f'from grading.sandbox.probe import record; record("{exercise.key}", {exercise.name})']
         assert any("assert" in line for line in lines[4:]), "visible tests follow the probe"
 
 
@@ -228,7 +228,7 @@ def test_tampering_in_the_students_process_changes_no_verdict(tmp_path):
         "torch.allclose = lambda *a, **k: True", "torch.optim.Adam = Adam",
         "torch.Tensor.tolist = lambda self: [0.0]", "import grading.judging as v",
         "v.judge = v.judge_exercise = lambda *a, **k: 'full marks'",
-        "from grading.probe import record", "record('adam', Adam)",
+        "from grading.sandbox.probe import record", "record('adam', Adam)",
     ])
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
            "COURSE_GRADING_CHALLENGE": str(tmp_path / "challenge.json"),

@@ -59,7 +59,7 @@ def test_exercises_match_the_source_notebooks():
         assert {e.test_cell for e in exercises} == tests, assignment
         for e in exercises:
             cell = next(c for c in nb.cells if course.grade_id(c) == e.test_cell)
-            probe = f'from grading.probe import record; record("{e.key}", {e.name})'
+            probe = f'from grading.sandbox.probe import record; record("{e.key}", {e.name})'
             assert course.hidden_lines(cell.source) == [probe]
 
 

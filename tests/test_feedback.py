@@ -22,7 +22,7 @@ from grading.reports.feedback import (
 )
 
 MB = 2**20
-HIDDEN = 'from grading.probe import record; record("adam", Adam)'
+HIDDEN = 'from grading.sandbox.probe import record; record("adam", Adam)'
 CHECK = "assert torch.allclose(p_student, p_oracle, atol=1e-6)"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
 ATTACKS = [

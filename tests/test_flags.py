@@ -63,8 +63,8 @@ def test_only_the_students_lines_count(optimization):
 
 
 OBFUSCATIONS = {
-    "grader": ["import grading.probe", "from nbgrader.api import Gradebook",
-               "open('/grading/results/adam.safetensors', 'wb')", "m = sys.modules.get('grading.probe')",
+    "grader": ["import grading.sandbox.probe", "from nbgrader.api import Gradebook",
+               "open('/grading/results/adam.safetensors', 'wb')", "m = sys.modules.get('grading.sandbox.probe')",
                "os.environ['COURSE_GRADING_RESULTS'] = '/tmp'"],
     "builds the name 'grading'": ['name = "gra" + "ding"', "m = ''.join(['gr', 'ading'])",
                                   "n = 'gnidarg'[::-1]", "x = chr(103) + chr(114) + 'ading'",

@@ -21,7 +21,7 @@ from grading import api, grade
 from grading.course import ASSIGNMENTS, REPO_ROOT, source_notebook
 from grading.release import release_path
 from grading.reports.feedback import find_leaks, grading_code_lines
-from grading.sandbox import bwrap_available
+from grading.sandbox.launcher import bwrap_available
 from grading.settings import GradingSettings
 from grading.workspace import scrub_lines
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from grading import cgroups, kernel_bootstrap
-from grading.sandbox import (
+from grading.sandbox import cgroups, kernel_bootstrap
+from grading.sandbox.launcher import (
     KERNEL_NAME,
     SandboxSettings,
     SandboxUnavailable,
@@ -272,7 +272,7 @@ def test_launcher_refuses_without_cgroup(tmp_path):
     settings = SandboxSettings(cgroup_root=str(tmp_path / "nothing"), readonly_paths=default_readonly_paths())
     settings.save(tmp_path / "s.json")
     (tmp_path / "kernel.json").write_text(json.dumps({"transport": "ipc", "ip": str(tmp_path / "k")}))
-    run = subprocess.run([sys.executable, "-m", "grading.sandbox", str(tmp_path / "s.json"),
+    run = subprocess.run([sys.executable, "-m", "grading.sandbox.launcher", str(tmp_path / "s.json"),
                           str(tmp_path / "kernel.json")], capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert run.returncode == 1 and "no cgroup for the kernel" in run.stderr and "cgroups='warn'" in run.stderr
@@ -637,7 +637,7 @@ def test_unsandboxed_kernel_gets_host_io_paths(tmp_path):
 @needs_root_bwrap
 def test_sweep_leaves_results_mounted_while_their_grader_runs(tmp_path):
     """Another batch's sweep keeps an exited kernel's results until the grader that claimed them is gone."""
-    from grading.sandbox import GRADER_FILE, claim
+    from grading.sandbox.launcher import GRADER_FILE, claim
 
     io = tmp_path / "io"
     results = io / "results"

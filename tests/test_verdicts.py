@@ -1,4 +1,4 @@
-"""The verdicts, judged in process: probe (grading/probe.py) with the grading variables set, then judge.
+"""The verdicts, judged in process: probe (grading/sandbox/probe.py) with the grading variables set, then judge.
 
 No nbgrader, no sandbox: each test draws a challenge, lets the probe feed it to a submission's function or
 class and record the results in a temporary folder, and judges them (grading/judging). The reference
@@ -20,7 +20,6 @@ from typing import Dict, Iterable, Iterator, Optional
 import pytest
 import torch
 
-from grading import probe
 from grading.course import EXERCISES
 from grading.judging import ExerciseVerdict, judge, judge_exercise, make_challenge
 from grading.judging import optimizers as opt
@@ -32,6 +31,7 @@ from grading.judging.stats import (
     uniform_within,
     within_one_sd_bounds,
 )
+from grading.sandbox import probe
 from grading.solutions import solution_namespace
 
 SEEDS = range(6)

@@ -35,7 +35,7 @@ DELEGATION_INIT = "delegates to torch.nn.init.orthogonal_ (not allowed; see the 
 DELEGATION_DEPTH = "delegates to course_lib.depth (not allowed; see the instructor docs)"
 HIDDEN_WORDS = ("nbgrader", "grading", "probe", "torch.optim", "getframe", "builtins", "sys.modules",
                 "__import__", "ctypes", "subprocess", "socket", "f_back", "f_globals", "f_locals", "__code__")
-# a module or path of the grader in a string literal ("grading.probe", "/grading/results"), not prose
+# a module or path of the grader in a string literal ("grading.sandbox.probe", "/grading/results"), not prose
 GRADER_STRING = re.compile(r"\bnbgrader\b|course_grading|(?<![a-z])grading(?=[./])|/grading\b", re.IGNORECASE)
 DEFAULT_ALIASES = {"np": "numpy", "nn": "torch.nn", "F": "torch.nn.functional"}
 MONITORED_ROOTS = ("torch", "numpy", "course_lib", "random", "math", "IPython", "sys", "os")

@@ -23,7 +23,7 @@ Challenge (JSON)::
     An initializer run with a "batch": T [B, input_size] passes it after the model (lsuv_init(model, batch)).
     T = {"dtype": "float32" | "float64", "shape": [...], "b64": base64 of the little-endian values}
 
-Results (``<exercise>.safetensors``, written by grading.probe.record): tensors named ``<run>/<name>``:
+Results (``<exercise>.safetensors``, written by grading.sandbox.probe.record): tensors named ``<run>/<name>``:
 initializer ``<run>/layers.0.weight`` (float32, the parameter's shape), optimizer ``<run>/<k>`` (float64,
 [steps, *shape], the k-th parameter after every step), ratio ``<run>/value`` (float64 scalar), schedule
 ``<run>/value`` (float64, one per step); metadata

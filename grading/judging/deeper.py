@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from grading.probe import decode_tensor, encode_tensor
+from grading.sandbox.probe import decode_tensor, encode_tensor
 
 from .core import PropertyVerdict, Results, make_verdict
 from .initializers import UNTOUCHED_BIAS, LayerNames, network_run, recorded_layers, untouched_message

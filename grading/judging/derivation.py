@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from grading.probe import decode_tensor, encode_tensor
+from grading.sandbox.probe import decode_tensor, encode_tensor
 
 from .core import PropertyVerdict, Results, make_verdict
 

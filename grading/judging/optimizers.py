@@ -19,7 +19,7 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import torch
 
-from grading.probe import decode_tensor, encode_tensor
+from grading.sandbox.probe import decode_tensor, encode_tensor
 
 from .core import PropertyVerdict, Results, make_verdict
 

@@ -1,9 +1,9 @@
 """Run a student's Jupyter kernel in a bubblewrap sandbox, as an unprivileged user, in its own cgroup.
 
 nbgrader (unconfined) starts the kernel through a kernelspec whose argv is
-``python -m grading.sandbox SETTINGS.json {connection_file}``. This launcher, still unconfined, then:
+``python -m grading.sandbox.launcher SETTINGS.json {connection_file}``. This launcher, still unconfined, then:
 
-1. puts itself in a cgroup of its own (``grading.cgroups``): memory of the kernel, its children and its
+1. puts itself in a cgroup of its own (``grading.sandbox.cgroups``): memory of the kernel, its children and its
    tmpfs together, a process count and a CPU share; where no cgroup can be made, ``cgroups="require"``
    refuses and ``"warn"`` runs on rlimits alone, saying so on stderr and in the status file;
 2. sets rlimits (CPU seconds, file size, no core dumps, address space as a second line);
@@ -22,7 +22,7 @@ own PID/IPC/UTS/cgroup namespaces, read-only system, Python, course_lib and data
 read-only; sized tmpfs for ``/tmp`` (working folder ``/tmp/work``), ``/dev`` and ``/dev/shm``; the rest
 of the root read-only;
 the runtime folder at ``/run/kernel`` (not its host path); ``/grading/challenge.json`` (a read-only
-copy) and ``/grading/results``. The kernel starts from ``grading.kernel_bootstrap``, read from the
+copy) and ``/grading/results``. The kernel starts from ``grading.sandbox.kernel_bootstrap``, read from the
 memfd, so neither it nor the preloaded modules are files in the sandbox.
 
 The pipeline passes ``COURSE_GRADING_IO=<host folder>`` (not inside the runtime folder) in the
@@ -50,8 +50,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from grading import cgroups as cg
-from grading import kernel_bootstrap
+from grading.sandbox import cgroups as cg
+from grading.sandbox import kernel_bootstrap
 
 KERNEL_NAME = "course-sandbox"
 IO_ENV = "COURSE_GRADING_IO"  # host folder holding challenge.json and results/, set by the pipeline
@@ -178,7 +178,8 @@ def write_kernelspec(jupyter_dir: Path, settings: SandboxSettings, repo_root: Pa
     kernel_dir.mkdir(parents=True, exist_ok=True)
     settings.save(kernel_dir / "sandbox.json")
     spec = {
-        "argv": [sys.executable, "-m", "grading.sandbox", str(kernel_dir / "sandbox.json"), "{connection_file}"],
+        "argv": [sys.executable, "-m", "grading.sandbox.launcher", str(kernel_dir / "sandbox.json"),
+                 "{connection_file}"],
         "display_name": "Python 3 (grading sandbox)",
         "language": "python",
         "interrupt_mode": "message",
@@ -637,12 +638,12 @@ def launch(settings: SandboxSettings, connection_file: str, io_dir: Optional[str
 
 
 def main(argv: list[str]) -> None:
-    """Kernelspec entry point: ``python -m grading.sandbox SETTINGS.json CONNECTION_FILE``."""
+    """Kernelspec entry point: ``python -m grading.sandbox.launcher SETTINGS.json CONNECTION_FILE``."""
     settings = SandboxSettings.load(Path(argv[0]))
     try:
         launch(settings, argv[1], os.environ.get(IO_ENV) or None)
     except SandboxUnavailable as exc:
-        sys.exit(f"grading.sandbox: {exc}")
+        sys.exit(f"grading.sandbox.launcher: {exc}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Feed an exercise the grader's inputs and record what comes out; runs inside the student's kernel.
 
-Each hidden test cell holds one line, ``from grading.probe import record; record("adam", Adam)``.
+Each hidden test cell holds one line, ``from grading.sandbox.probe import record; record("adam", Adam)``.
 Outside grading (``COURSE_GRADING_CHALLENGE`` unset) it does nothing. While grading, it reads the
 challenge (inputs drawn by the trusted grader), runs the student's function or class on them and writes
 the outputs to ``$COURSE_GRADING_RESULTS/<exercise>.safetensors``. It holds no secret and computes no

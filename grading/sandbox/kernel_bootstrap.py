@@ -1,8 +1,8 @@
 """First code of a sandboxed kernel: load the grading modules from memory, then start IPython's kernel.
 
-The launcher (``grading.sandbox``) never lets the sandbox see this file or the repository. It writes a
+The launcher (``grading.sandbox.launcher``) never lets the sandbox see this file or the repository. It writes a
 JSON payload into an inherited memfd: this module's source, the sources of ``preload_modules`` (e.g.
-``grading`` and ``grading.probe``) and the kernel's connection info. Inside, ``STUB`` (run with
+``grading`` and ``grading.sandbox.probe``) and the kernel's connection info. Inside, ``STUB`` (run with
 ``python -c STUB FD``) reads the memfd, closes it, executes this source as a module and calls ``main``.
 Nothing here is a secret or a guard: verdicts are computed outside the sandbox, so student code may
 change anything in this process without changing a grade.
@@ -43,8 +43,8 @@ def load_modules(sources: dict[str, dict]) -> list[str]:
     for name in sorted(sources, key=lambda n: n.count(".")):
         module = types.ModuleType(name)
         module.__file__ = sources[name]["path"]  # the host path: informative, unreadable in the sandbox
-        if "." not in name:
-            module.__path__ = []  # a package, so that ``from grading.probe import record`` resolves
+        if any(other.startswith(name + ".") for other in sources):
+            module.__path__ = []  # a package, so that ``from grading.sandbox.probe import record`` resolves
         sys.modules[name] = module
         parent, _, child = name.rpartition(".")
         if parent in sys.modules:

@@ -1,4 +1,4 @@
-"""Run a command that dies with the grader: ``python -m grading.lifeline PARENT_PID COMMAND...``.
+"""Run a command that dies with the grader: ``python -m grading.sandbox.lifeline PARENT_PID COMMAND...``.
 
 The grader starts its nbgrader processes (grading.autograde_one) in sessions of their own (so that a
 timeout can kill the whole group). Without this wrapper, a grader killed with SIGKILL (a Dask worker lost mid-batch)

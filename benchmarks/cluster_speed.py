@@ -30,7 +30,7 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 from grading_speed import timed_grade  # noqa: E402  (the same timing as the --jobs benchmark)
 
-from grading.release import filled_release  # noqa: E402
+from grading.authoring.release import filled_release  # noqa: E402
 
 ASSIGNMENT = "optimization"
 

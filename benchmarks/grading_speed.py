@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO)]
 
 from grading import api  # noqa: E402
+from grading.authoring.release import filled_release  # noqa: E402
 from grading.course import source_notebook  # noqa: E402
-from grading.release import filled_release  # noqa: E402
 from grading.settings import GradingSettings  # noqa: E402
 
 

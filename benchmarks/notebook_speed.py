@@ -23,8 +23,8 @@ from nbclient import NotebookClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from course_lib.run_settings import RunSettings  # noqa: E402
+from grading.authoring.release import filled_release  # noqa: E402
 from grading.course import REPO_ROOT  # noqa: E402
-from grading.release import filled_release  # noqa: E402
 
 
 def run_notebook(assignment: str, quick: bool = False, retrain: bool = False) -> float:

@@ -97,7 +97,7 @@ class SeedAdam(OptimizerTemplate):
 
 def exercise_optimizers() -> Dict[str, Callable]:
     """The exercises' SGD, SGDMomentum and Adam classes, from the solution notebook's graded cells."""
-    from grading.solutions import solution_namespace
+    from grading.authoring.solutions import solution_namespace
 
     namespace = solution_namespace("optimization")
     return {name: namespace[name] for name in ("SGD", "SGDMomentum", "Adam")}

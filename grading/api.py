@@ -37,11 +37,11 @@ import nbformat
 from tqdm.auto import tqdm
 
 from grading import judging
+from grading.authoring.release import colab_cells
 from grading.autograde_one import AutograderPool
 from grading.course import EXERCISES, Exercise
 from grading.intake.collect import collect
 from grading.intake.metadata import prepare_submission
-from grading.release import colab_cells
 from grading.reports import gradebook
 from grading.reports.feedback import ExerciseFeedback, compose_feedback, find_leaks, grading_code_lines
 from grading.sandbox import launcher

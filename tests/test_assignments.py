@@ -18,9 +18,9 @@ import nbformat
 import pytest
 import torch
 
+from grading.authoring.solutions import ROOT, solution_namespace
 from grading.course import EXERCISES, HIDDEN_BEGIN, HIDDEN_END, hidden_lines, is_solution, is_test, source_notebook
 from grading.judging import judge_exercise, make_challenge
-from grading.solutions import ROOT, solution_namespace
 from tests.test_verdicts import MISTAKES as BASE_MISTAKES
 from tests.test_verdicts import grade_in_process
 from tests.test_verdicts_deeper import MISTAKES as DEEPER_MISTAKES

@@ -29,9 +29,9 @@ from conftest import postgres_skip_reason
 from grading_corpus.cases import build_corpus
 
 from grading import api
+from grading.authoring.release import release_path
 from grading.cluster import WORKER_DIR_ENV, check_gradebook, identity_differences
 from grading.course import ASSIGNMENTS, REPO_ROOT, source_notebook
-from grading.release import release_path
 from grading.settings import GradingSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(postgres_skip_reason()), reason=postgres_skip_reason())]

@@ -11,7 +11,7 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from course_lib.run_settings import TRAINED_DIR, run_settings
 from grading import course
-from grading.release import release_path
+from grading.authoring.release import release_path
 
 REPO = course.REPO_ROOT
 

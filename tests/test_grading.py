@@ -18,8 +18,8 @@ import pytest
 from grading_corpus.cases import build_corpus
 
 from grading import api, grade
+from grading.authoring.release import release_path
 from grading.course import ASSIGNMENTS, REPO_ROOT, source_notebook
-from grading.release import release_path
 from grading.reports.feedback import find_leaks, grading_code_lines
 from grading.sandbox.launcher import bwrap_available
 from grading.settings import GradingSettings

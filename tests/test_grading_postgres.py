@@ -7,7 +7,7 @@ import csv
 import nbformat
 
 from grading import api
-from grading.release import filled_release, release_path
+from grading.authoring.release import filled_release, release_path
 from grading.settings import GradingSettings
 
 

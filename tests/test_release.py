@@ -18,15 +18,15 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from grading.course import marked_lines, nbgrader_meta
-from grading.release import (
+from grading.authoring.release import (
     colab_url,
     filled_release,
     generate,
     release_path,
     repository_settings,
 )
-from grading.solutions import ASSIGNMENTS, EXERCISES, ROOT, source_notebook
+from grading.authoring.solutions import ASSIGNMENTS, EXERCISES, ROOT, source_notebook
+from grading.course import marked_lines, nbgrader_meta
 
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
@@ -35,9 +35,9 @@ def test_release_is_in_sync(tmp_path):
     """Regenerating the student notebooks from solutions/ reproduces the committed ones byte for byte."""
     for fresh in generate(release_dir=tmp_path):
         committed = release_path(fresh.parent.name)
-        assert committed.is_file(), f"{committed} is missing: run `python -m grading.release`"
+        assert committed.is_file(), f"{committed} is missing: run `python -m grading.authoring.release`"
         assert fresh.read_bytes() == committed.read_bytes(), (
-            f"{committed} is out of date with solutions/: run `python -m grading.release`"
+            f"{committed} is out of date with solutions/: run `python -m grading.authoring.release`"
         )
 
 

@@ -20,6 +20,7 @@ from typing import Dict, Iterable, Iterator, Optional
 import pytest
 import torch
 
+from grading.authoring.solutions import solution_namespace
 from grading.course import EXERCISES
 from grading.judging import ExerciseVerdict, judge, judge_exercise, make_challenge
 from grading.judging import optimizers as opt
@@ -32,7 +33,6 @@ from grading.judging.stats import (
     within_one_sd_bounds,
 )
 from grading.sandbox import probe
-from grading.solutions import solution_namespace
 
 SEEDS = range(6)
 NAME = {e.key: e.name for exercises in EXERCISES.values() for e in exercises}

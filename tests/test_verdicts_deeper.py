@@ -16,10 +16,10 @@ import pytest
 import torch
 from test_verdicts import _load, _save, failed, grade_in_process, grading_env
 
+from grading.authoring.solutions import solution_namespace
 from grading.course import EXERCISES
 from grading.judging import adamw, deeper, judge, make_challenge
 from grading.sandbox import probe
-from grading.solutions import solution_namespace
 
 ORTHOGONAL, GAIN, DEFAULT_GAIN = deeper.ORTHOGONAL, deeper.GAIN, deeper.DEFAULT_GAIN
 UNIFORM, BIASES = deeper.UNIFORM, deeper.BIASES

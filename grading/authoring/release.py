@@ -1,4 +1,4 @@
-"""Generate the student notebooks from solutions/ with nbgrader: `python -m grading.release`.
+"""Generate the student notebooks from solutions/ with nbgrader: `python -m grading.authoring.release`.
 
 For each assignment, `nbgrader generate_assignment` (configured by nbgrader_config.py) strips the
 solutions and hidden tests; then an "Open in Colab" badge and the Colab-only set-up cell of
@@ -18,6 +18,7 @@ from typing import Dict, Iterable, Optional
 
 import nbformat
 
+from grading.authoring.solutions import nbgrader_cells
 from grading.course import (
     ASSIGNMENTS,
     COLAB_BADGE_IMAGE,
@@ -31,7 +32,6 @@ from grading.course import (
 )
 from grading.course import colab_url as _colab_url
 from grading.course import grade_id as cell_grade_id
-from grading.solutions import nbgrader_cells
 
 ROOT = REPO_ROOT
 BADGE_IMAGE = COLAB_BADGE_IMAGE

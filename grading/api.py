@@ -38,15 +38,13 @@ from tqdm.auto import tqdm
 
 from grading import judging
 from grading.authoring.release import colab_cells
-from grading.autograde_one import AutograderPool
 from grading.course import EXERCISES, Exercise
 from grading.intake.collect import collect
 from grading.intake.metadata import prepare_submission
 from grading.reports import gradebook
 from grading.reports.feedback import ExerciseFeedback, compose_feedback, find_leaks, grading_code_lines
-from grading.sandbox import launcher
-from grading.settings import GradingSettings
-from grading.workspace import (
+from grading.running.autograde_one import AutograderPool
+from grading.running.workspace import (
     Workspace,
     digest_files,
     generate_assignment,
@@ -56,6 +54,8 @@ from grading.workspace import (
     test_cell_points,
     tool_env,
 )
+from grading.sandbox import launcher
+from grading.settings import GradingSettings
 
 
 class GradingError(RuntimeError):
@@ -392,7 +392,7 @@ def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = Non
           progress: Optional[Callable[[str], None]] = None) -> Report:
     """Grade every submission under ``path`` (a folder or an LMS zip); return the report.
 
-    ``settings.cluster`` set: the submissions are graded on Dask workers (grading.cluster), which
+    ``settings.cluster`` set: the submissions are graded on Dask workers (grading.running.cluster), which
     sandbox, canary and record into the shared gradebook themselves; this process writes the CSV,
     the state file and the feedback pages.
     """
@@ -402,7 +402,7 @@ def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = Non
     db_url = settings.gradebook_url()
     host_warnings: list[str] = []
     if settings.cluster:
-        from grading.cluster import check_gradebook
+        from grading.running.cluster import check_gradebook
 
         check_gradebook(settings.cluster, db_url)
     else:
@@ -461,7 +461,7 @@ def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = Non
         f"({len(submissions) - len(todo)} unchanged), {where}")
     try:
         if settings.cluster:
-            from grading.cluster import grade_on_cluster
+            from grading.running.cluster import grade_on_cluster
 
             finished = grade_on_cluster(batch, todo)
         else:

@@ -30,8 +30,8 @@ from grading_corpus.cases import build_corpus
 
 from grading import api
 from grading.authoring.release import release_path
-from grading.cluster import WORKER_DIR_ENV, check_gradebook, identity_differences
 from grading.course import ASSIGNMENTS, REPO_ROOT, source_notebook
+from grading.running.cluster import WORKER_DIR_ENV, check_gradebook, identity_differences
 from grading.settings import GradingSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(postgres_skip_reason()), reason=postgres_skip_reason())]
@@ -215,11 +215,11 @@ def test_cluster_run_interrupted_then_resumed_equals_a_local_run(dask_cluster, p
 
 
 def _grading_descendant(pid: int) -> int | None:
-    """The pid of a grading.autograde_one process below the process ``pid``, if any."""
+    """The pid of a grading.running.autograde_one process below the process ``pid``, if any."""
     try:
         for child in psutil.Process(pid).children(recursive=True):
             cmd = child.cmdline()
-            if "grading.autograde_one" in cmd:
+            if "grading.running.autograde_one" in cmd:
                 return child.pid
     except psutil.Error:
         return None
@@ -300,7 +300,7 @@ def test_worker_with_other_grading_code_refuses(postgres_server, tmp_path):
 
 def test_slurm_recipe_builds_its_job_script():
     """The SLURM recipe's dask-jobqueue cluster writes a job script (nothing is submitted)."""
-    from grading.cluster_recipes.slurm import slurm_cluster
+    from grading.running.cluster_recipes.slurm import slurm_cluster
 
     cluster = slurm_cluster(partition="grading", account="course")
     try:
@@ -320,7 +320,7 @@ def test_kubernetes_recipe_validates_against_the_operator_schema():
     from dask_kubernetes.operator import make_cluster_spec
     from dask_kubernetes.operator.validation import validate_cluster_name
 
-    spec = yaml.safe_load((REPO_ROOT / "grading" / "cluster_recipes" / "kubernetes.yaml").read_text())
+    spec = yaml.safe_load((REPO_ROOT / "grading" / "running" / "cluster_recipes" / "kubernetes.yaml").read_text())
     templates = yaml.safe_load((Path(dask_kubernetes.__file__).parent / "operator" / "customresources"
                                 / "templates.yaml").read_text())
     text = json.dumps(templates["definitions"])

@@ -33,7 +33,7 @@ def test_course_id_is_the_same_for_release_and_grading():
     """nbgrader_config.py (release) and the grader's workspace config use grading.course.COURSE_ID."""
     config = PyFileConfigLoader("nbgrader_config.py", path=str(REPO)).load_config()
     assert config.CourseDirectory.course_id == course.COURSE_ID
-    from grading.workspace import CONFIG_TEMPLATE
+    from grading.running.workspace import CONFIG_TEMPLATE
 
     assert "course_id = {course_id!r}" in CONFIG_TEMPLATE
 

@@ -21,9 +21,9 @@ from grading import api, grade
 from grading.authoring.release import release_path
 from grading.course import ASSIGNMENTS, REPO_ROOT, source_notebook
 from grading.reports.feedback import find_leaks, grading_code_lines
+from grading.running.workspace import scrub_lines
 from grading.sandbox.launcher import bwrap_available
 from grading.settings import GradingSettings
-from grading.workspace import scrub_lines
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not bwrap_available(), reason="bubblewrap missing: apt-get install bubblewrap")]

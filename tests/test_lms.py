@@ -27,7 +27,7 @@ from grading.reports.lms import (
     main,
     read_grades,
 )
-from grading.workspace import Workspace
+from grading.running.workspace import Workspace
 
 CELLS = ["sgd_tests", "sgd_momentum_tests", "adam_tests"]
 CANVAS_DOC_HEADER = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]  # as the Canvas guide lists them

@@ -17,7 +17,7 @@ import pytest
 from grading.course import EXERCISES, grade_id, is_solution, release_notebook, source_notebook
 from grading.intake.metadata import prepare_submission
 from grading.reports.similarity import main, similarity_report, strip_skeleton
-from grading.workspace import Workspace
+from grading.running.workspace import Workspace
 
 # ---------------------------------------------------------------- optimization: independent solutions
 # Each maps an answer cell's grade_id to the cell's whole source (class line, docstring and all).

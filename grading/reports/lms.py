@@ -249,8 +249,8 @@ def export(kind: str, grades_csv: Path, out: Path, *, roster: Optional[Path] = N
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Write an LMS import file from an already-graded workspace; 0 on success, 2 on error."""
+    from grading.running.workspace import Workspace
     from grading.settings import defaults
-    from grading.workspace import Workspace
 
     p = argparse.ArgumentParser(prog="python -m grading.reports.lms", description=__doc__.split("\n")[0])
     p.add_argument("lms", choices=("canvas", "moodle"))

@@ -50,7 +50,7 @@ from grading.course import (
     release_notebook,
     source_notebook,
 )
-from grading.workspace import Workspace
+from grading.running.workspace import Workspace
 
 NOISE_T = 20  # copydetect k: shortest run of filtered characters that counts as a match
 GUARANTEE_T = 24  # runs this long are always found (window = GUARANTEE_T - NOISE_T + 1)

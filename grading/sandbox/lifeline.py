@@ -1,6 +1,6 @@
 """Run a command that dies with the grader: ``python -m grading.sandbox.lifeline PARENT_PID COMMAND...``.
 
-The grader starts its nbgrader processes (grading.autograde_one) in sessions of their own (so that a
+The grader starts its nbgrader processes (grading.running.autograde_one) in sessions of their own (so that a
 timeout can kill the whole group). Without this wrapper, a grader killed with SIGKILL (a Dask worker lost mid-batch)
 would leave that run going: it could still write nbgrader's own scores into the gradebook after the
 submission was re-graded elsewhere. Linux's parent-death signal ends it with its grader instead; the

@@ -1,6 +1,6 @@
 """Execute submissions with `nbgrader autograde`, one at a time, in a long-lived process (started by grading.api).
 
-``python -m grading.autograde_one REPLY_FD`` imports nbgrader once, then reads one JSON request a line
+``python -m grading.running.autograde_one REPLY_FD`` imports nbgrader once, then reads one JSON request a line
 on stdin (workspace, assignment, student, runtime folder, IO folder, log file) and answers each with
 one JSON line on the inherited descriptor REPLY_FD: ``{"executed": bool, "error": str}``. Each
 submission still runs in a sandboxed kernel of its own, started for it and gone after it; this
@@ -39,7 +39,7 @@ def _reason(outcome: dict) -> str:
 
 def run(workspace: Path, assignment: str, student: str, runtime_dir: Path) -> dict:
     """Autograde one student's notebook with nbgrader; return {"executed": bool, "error": str}."""
-    from grading.workspace import nbgrader_api
+    from grading.running.workspace import nbgrader_api
 
     os.chdir(workspace)  # nbgrader resolves paths from the working folder
     api, _ = nbgrader_api(workspace, **{"KernelManager.connection_file": str(runtime_dir / "kernel.json"),
@@ -65,7 +65,7 @@ def _serve_one(request: dict) -> dict:
 
 def serve(reply_fd: int) -> None:
     """Answer requests from stdin until it closes."""
-    import grading.workspace  # noqa: F401 (nbgrader and nbformat, imported once for every submission)
+    import grading.running.workspace  # noqa: F401 (nbgrader and nbformat, imported once for every submission)
 
     with os.fdopen(reply_fd, "w", buffering=1) as replies:
         for line in sys.stdin:
@@ -73,7 +73,7 @@ def serve(reply_fd: int) -> None:
 
 
 class Autograder:
-    """The grader's end of one ``python -m grading.autograde_one`` process (started on first use)."""
+    """The grader's end of one ``python -m grading.running.autograde_one`` process (started on first use)."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
@@ -85,7 +85,7 @@ class Autograder:
         read_fd, write_fd = os.pipe()
         # grading.sandbox.lifeline: the process dies with the grader (a killed Dask worker leaves no run behind)
         cmd = [sys.executable, "-m", "grading.sandbox.lifeline", str(os.getpid()), sys.executable, "-m",
-               "grading.autograde_one", str(write_fd)]
+               "grading.running.autograde_one", str(write_fd)]
         try:
             self.proc = subprocess.Popen(cmd, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL, pass_fds=(write_fd,), start_new_session=True)

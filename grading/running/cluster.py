@@ -32,9 +32,9 @@ import nbformat
 
 from grading import api
 from grading.course import GRADING_DIR, REPO_ROOT, SOURCE_DIR
+from grading.running.workspace import Workspace, digest_files, prepare, sandbox_settings
 from grading.sandbox import launcher
 from grading.settings import settings_from_json, settings_to_json
-from grading.workspace import Workspace, digest_files, prepare, sandbox_settings
 
 WORKER_DIR_ENV = "GRADING_WORKER_DIR"  # where a worker keeps its workspaces (default: Dask's local directory)
 
@@ -248,7 +248,7 @@ def grade_on_cluster(batch: api._Batch, todo: list[api.Job]) -> Iterator[api.Stu
 
 
 def identity_json(solutions: Optional[Path] = None, assignment: str = "optimization") -> str:
-    """This checkout's course identity as JSON (``python -m grading.cluster``: compare two machines)."""
+    """This checkout's course identity as JSON (``python -m grading.running.cluster``: compare two machines)."""
     return json.dumps(course_identity(Path(solutions or SOURCE_DIR), assignment), indent=1)
 
 

@@ -1,6 +1,6 @@
 """Grade on a university cluster: Dask workers as SLURM jobs (dask-jobqueue), the scheduler in this process.
 
-    python -m grading.cluster_recipes.slurm ASSIGNMENT PATH --db-url postgresql+psycopg2://USER@HOST/DB \
+    python -m grading.running.cluster_recipes.slurm ASSIGNMENT PATH --db-url postgresql+psycopg2://USER@HOST/DB \
         [--jobs 20] [--partition PART] [--account ACCT] [--print-job-script]
 
 Every worker job starts from the same checkout (COURSE_DIR, a shared home or project folder) and its
@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-COURSE_DIR = Path(__file__).resolve().parents[2]  # the checkout the worker jobs run from
+from grading.course import REPO_ROOT
+
+COURSE_DIR = REPO_ROOT  # the checkout the worker jobs run from
 
 
 def slurm_cluster(course_dir: Path = COURSE_DIR, cpus: int = 2, memory: str = "8GB", walltime: str = "04:00:00",

@@ -1,87 +1,64 @@
 """Grading as a Python API: ``grade(assignment, path, settings) -> Report``; the CLI (grading.grade) wraps it.
 
-One batch:
-1. the workspace is prepared (nbgrader config, sandbox kernelspec, source, gradebook);
-2. a canary grades the reference solution and the untouched release in the same environment:
+One batch, stage by stage (the subpackages of grading):
+1. running.workspace prepares the workspace (nbgrader config, sandbox kernelspec, source, gradebook);
+2. running.canary grades the reference solution and the untouched release in the same environment:
    anything but full marks and zero stops the batch (a kernel importing another course_lib, a
    broken sandbox...);
-3. each submission is repaired, then executed by ``nbgrader autograde`` in a process of its own,
-   its kernel in the sandbox; hidden test cells only run probes that record what the student's
-   code computes for inputs the grader chose;
-4. after that process ended (or was stopped), the grader judges the recorded results against
-   PyTorch, writes the points into nbgrader's gradebook and composes the feedback page;
+3. intake collects the submissions and repairs each; running.submission has it executed by
+   ``nbgrader autograde`` in one of the batch's long-lived autograde processes, its kernel in the
+   sandbox (a kernel of its own per submission), where hidden test cells only run probes that record
+   what the student's code computes for inputs the grader chose;
+4. once the kernel is gone, judging compares the recorded results with PyTorch; the points go into
+   nbgrader's gradebook and reports composes the feedback page;
 5. the grade CSV and a JSON report with every property are written, whatever happened.
 
-Nothing here changes the caller's working folder or environment.
+Submissions run on this machine (running.local) or on Dask workers (running.cluster). Nothing here
+changes the caller's working folder or environment.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import json
-import os
-import secrets
-import shutil
 import sys
-import tempfile
 import time
-import traceback
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
-import nbformat
 from tqdm.auto import tqdm
 
-from grading import judging
-from grading.authoring.release import colab_cells
-from grading.course import EXERCISES, Exercise
 from grading.intake.collect import collect
-from grading.intake.metadata import prepare_submission
 from grading.reports import gradebook
-from grading.reports.feedback import ExerciseFeedback, compose_feedback, find_leaks, grading_code_lines
-from grading.running.autograde_one import AutograderPool
+from grading.reports.feedback import grading_code_lines
+from grading.running.canary import run_canary
+from grading.running.local import grade_locally
+from grading.running.submission import (
+    Batch,
+    GradingError,
+    Job,
+    StudentResult,
+    batch_timestamp,
+    challenge_seed,
+    exercises_of,
+    repair,
+    seed_salt,
+    write_submission,
+)
 from grading.running.workspace import (
     Workspace,
-    digest_files,
     generate_assignment,
     prepare,
     sandbox_settings,
     scrub_lines,
+    student_release,
     test_cell_points,
-    tool_env,
 )
 from grading.sandbox import launcher
 from grading.settings import GradingSettings
 
-
-class GradingError(RuntimeError):
-    """The batch cannot be graded (bad settings, no sandbox, a failed canary)."""
-
-
-@dataclass
-class StudentResult:
-    """One student's row of the grade table, plus the verdicts behind it."""
-
-    student_id: str
-    student_name: str = ""
-    origin: str = ""
-    status: str = "pending"  # graded, unreadable, FAILED
-    points: dict[str, Optional[float]] = field(default_factory=dict)  # test cell -> points
-    notes: list[str] = field(default_factory=list)
-    flags: list[str] = field(default_factory=list)
-    feedback: str = ""  # page path, relative to the workspace
-    verdicts: dict[str, dict] = field(default_factory=dict)  # exercise -> verdict as JSON
-    key: str = ""  # what was graded: submission bytes + grading fingerprint
-
-    def total(self) -> Optional[float]:
-        """Sum of the points, or None when the student was not graded."""
-        if self.status != "graded":
-            return None
-        return round(sum(p or 0.0 for p in self.points.values()), 3)
+__all__ = ["GradingError", "Report", "StudentResult", "grade"]
 
 
 @dataclass
@@ -102,28 +79,6 @@ class Report:
                 if s.status != "graded" or any(n.startswith(("ERROR", "WARNING")) for n in s.notes)]
 
 
-@dataclass
-class _Batch:
-    """What every submission of one batch shares."""
-
-    ws: Workspace
-    settings: GradingSettings
-    db_url: str
-    fingerprint: str
-    release: nbformat.NotebookNode
-    points: dict[str, float]
-    scrub: list[str]
-    sandbox: launcher.SandboxSettings
-    timestamp: str = ""  # one per batch: on every feedback page of the batch
-    autograders: AutograderPool = field(default_factory=lambda: AutograderPool(tool_env()))
-
-
-def _exercises(assignment: str) -> tuple[Exercise, ...]:
-    if assignment not in EXERCISES:
-        raise GradingError(f"unknown assignment {assignment!r}; known: {', '.join(EXERCISES)}")
-    return EXERCISES[assignment]
-
-
 def _load_state(ws: Workspace) -> dict[str, StudentResult]:
     """What previous runs graded."""
     try:
@@ -139,255 +94,6 @@ def _save_state(ws: Workspace, students: dict[str, StudentResult]) -> None:
     tmp.replace(ws.state_file())
 
 
-def seed_salt(ws: Workspace) -> bytes:
-    """The workspace's secret key for challenge seeds: created once, readable by the grader only."""
-    path = ws.root / "seed_salt.key"
-    if not path.is_file():
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-        except FileExistsError:  # another grader created it at the same moment
-            pass
-    return bytes.fromhex(path.read_text().strip())
-
-
-def challenge_seed(salt: bytes, assignment: str, data: bytes) -> int:
-    """The seed of a submission's challenge: a keyed hash of its bytes (same bytes, same inputs; a student
-    cannot predict them without the workspace's key)."""
-    digest = hmac.new(salt, assignment.encode() + b"\0" + data, hashlib.sha256).digest()
-    return int.from_bytes(digest[:8], "big") % 2**63
-
-
-def _repair(batch: _Batch, data: bytes) -> tuple[Optional[str], list[str], list[str]]:
-    """Repair a submission; return (notebook text or None when unreadable, notes, flags)."""
-    try:
-        nb, notes, flags = prepare_submission(data.decode("utf-8", errors="replace"), batch.release)
-        return nbformat.writes(nb), notes, flags
-    except Exception as exc:  # not a notebook at all: nbgrader gets nothing and the row says why
-        return None, [f"ERROR: unreadable notebook ({type(exc).__name__}: {str(exc)[:300]})"], []
-
-
-def _write_submission(batch: _Batch, student: str, text: Optional[str]) -> None:
-    """Write a repaired notebook where nbgrader expects it (None: only clear the folder)."""
-    target = batch.ws.submitted_notebook(student)
-    if target.parent.exists():
-        shutil.rmtree(target.parent)
-    target.parent.mkdir(parents=True)
-    if text is not None:
-        target.write_text(text)
-
-
-def _place(batch: _Batch, student: str, data: bytes) -> tuple[bool, list[str], list[str]]:
-    """Repair a submission and write it where nbgrader expects it; return (ok, notes, flags)."""
-    text, notes, flags = _repair(batch, data)
-    _write_submission(batch, student, text)
-    return text is not None, notes, flags
-
-
-def _tail(path: Path, limit: int = 2000) -> str:
-    """The last ``limit`` bytes of a file, as text."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, path.stat().st_size - limit))
-            return f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-def _execute(batch: _Batch, student: str, runtime: Path, io: Path) -> tuple[dict, list[str]]:
-    """Autograde one student in one of the batch's autograde processes; stop it at the time limit."""
-    ws, notes = batch.ws, []
-    log_file = ws.private("logs", student, ".log")
-    log_file.unlink(missing_ok=True)
-    request = {"workspace": str(ws.root), "assignment": ws.assignment, "student": student, "runtime": str(runtime),
-               "io": str(io), "log": str(log_file)}
-    outcome = batch.autograders.mine().run(request, batch.settings.submission_timeout_s)
-    if outcome is None:
-        notes.append(f"ERROR: the notebook ran past {batch.settings.submission_timeout_s} s and was stopped; "
-                     "exercises judged before that keep their points")
-        outcome = {"executed": False, "error": ""}
-    if not outcome.get("executed") and not outcome.get("error"):
-        outcome["error"] = _tail(log_file)
-    if not outcome.get("executed") and not notes:
-        reason = (outcome.get("error") or "").strip().splitlines()
-        why = f" ({reason[-1][:300]})" if reason else ""
-        notes.append(f"WARNING: nbgrader could not run the whole notebook{why}; "
-                     "exercises judged before that keep their points")
-    return outcome, notes
-
-
-def _verdict_json(v) -> dict:
-    return {"fraction": v.fraction, "note": v.note,
-            "properties": [dataclasses.asdict(p) for p in v.properties]}
-
-
-def _grade_student(batch: _Batch, result: StudentResult, seed: int, feedback: bool = True) -> StudentResult:
-    """Execute, judge, record and give feedback for one placed submission."""
-    ws, student = batch.ws, result.student_id
-    # short private folders (Unix socket paths must stay under 108 bytes); the kernel sees only the
-    # runtime folder (its sockets) and io/results, each bound by the sandbox at another path
-    scratch = "/tmp" if os.path.isdir("/tmp") else None
-    runtime = Path(tempfile.mkdtemp(prefix="grade-", dir=scratch))
-    io = Path(tempfile.mkdtemp(prefix="grade-io-", dir=scratch))
-    io.chmod(0o711)  # the sandbox user may pass through to results/, not list or read the rest
-    launcher.claim(io)  # no other batch's sweep unmounts results/ before this process has read them
-    try:
-        (io / "results").mkdir()
-        challenge = judging.make_challenge(ws.assignment, seed)
-        (io / "challenge.json").write_text(json.dumps(challenge))
-        _, notes = _execute(batch, student, runtime, io)
-        result.notes += notes
-        judged = judging.judge(ws.assignment, challenge, io / "results")
-        status = launcher.read_status(io_dir=str(io))
-        result.notes += [w for w in status.get("warnings", []) if w not in result.notes]
-    finally:
-        launcher.cleanup(batch.sandbox, io_dir=str(io))
-        shutil.rmtree(runtime, ignore_errors=True)
-        shutil.rmtree(io, ignore_errors=True)
-    scores = {}
-    for exercise in _exercises(ws.assignment):
-        verdict = judged[exercise.key]
-        scores[exercise.test_cell] = round(batch.points[exercise.test_cell] * verdict.fraction, 3)
-        result.verdicts[exercise.key] = _verdict_json(verdict)
-    gradebook.record_scores(batch.db_url, ws.assignment, Path(ws.notebook_name()).stem, student, scores)
-    result.points = scores
-    result.status = "graded"
-    if feedback:
-        _write_feedback(batch, result, judged)
-    return result
-
-
-def _write_feedback(batch: _Batch, result: StudentResult, judged: dict) -> None:
-    """Compose the student's page from the verdicts and their own (sanitized) cells."""
-    ws, student = batch.ws, result.student_id
-    executed = ws.autograded_notebook(student)
-    source = executed if executed.is_file() else ws.submitted_notebook(student)
-    notebook = nbformat.read(str(source), as_version=4)
-    exercises = [ExerciseFeedback(e.name, result.points[e.test_cell], batch.points[e.test_cell], judged.get(e.key))
-                 for e in _exercises(ws.assignment)]
-    page = compose_feedback(exercises, notebook, batch.release, batch.scrub, student=result.student_name or student,
-                            assignment=ws.assignment, timestamp=batch.timestamp,
-                            notes=[n for n in result.notes if not n.startswith("ERROR: feedback")])
-    leaks = find_leaks(page, batch.scrub)
-    target = ws.feedback_page(student)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if leaks:  # never hand out a page that shows a hidden test or grading code
-        target.unlink(missing_ok=True)
-        result.notes.append("ERROR: feedback withheld: it would show hidden test text")
-        return
-    target.write_text(page)
-    result.feedback = str(target.relative_to(ws.root))
-
-
-def _safe_grade(batch: _Batch, result: StudentResult, seed: int, feedback: bool = True) -> StudentResult:
-    """_grade_student that never raises: a failure is recorded in the row."""
-    try:
-        return _grade_student(batch, result, seed, feedback)
-    except Exception as exc:  # the batch goes on; the instructor sees why in the CSV
-        result.status = "FAILED"
-        result.notes.append(f"ERROR: grading failed: {type(exc).__name__}: {str(exc)[:500]}")
-        (batch.ws.private("logs", result.student_id, ".grader.log")).write_text(traceback.format_exc())
-        return result
-
-
-def _canary_key(fingerprint: str) -> str:
-    """What the canary's verdict depends on: the grading fingerprint and the kernel's environment."""
-    import course_lib
-
-    env = [sys.executable, str(Path(course_lib.__file__).resolve()), *sys.path]
-    return hashlib.sha256((fingerprint + digest_files([Path(course_lib.__file__).resolve().parent])
-                           + json.dumps(env)).encode()).hexdigest()[:16]
-
-
-def run_canary(assignment: str, settings: GradingSettings, fingerprint: str) -> None:
-    """Grade the reference solution and the untouched release in a workspace of their own, with the
-    batch's sandbox and settings; raise GradingError unless they score full marks and zero."""
-    ws = Workspace(Path(settings.workspace) / "canary", assignment)
-    marker = ws.root.parent / f"canary_{assignment}.json"
-    key = _canary_key(fingerprint)
-    if marker.is_file() and json.loads(marker.read_text()).get("key") == key:
-        return
-    db_url = f"sqlite:///{ws.root / 'gradebook.db'}?timeout=120"
-    prepare(ws, settings, db_url)
-    generate_assignment(ws)
-    release = _student_release(ws)
-    points = test_cell_points(ws.source_notebook())
-    batch = _Batch(ws, settings, db_url, fingerprint, release,
-                   {e.test_cell: points[e.test_cell] for e in _exercises(assignment)},
-                   scrub_lines(ws.source_notebook()), sandbox_settings(settings), batch_timestamp())
-    notebooks = {"reference": _reference_notebook(release, ws.source_notebook()), "release": release}
-    salt = seed_salt(ws)
-    expected = {"reference": 1.0, "release": 0.0}
-    gradebook.create_students(db_url, {s: s for s in notebooks})
-    try:
-        with ThreadPoolExecutor(max_workers=min(2, max(1, settings.jobs))) as pool:
-            futures = {}
-            for student, nb in notebooks.items():
-                data = nbformat.writes(nb).encode()
-                _, notes, _ = _place(batch, student, data)
-                futures[student] = pool.submit(_safe_grade, batch, StudentResult(student, notes=notes),
-                                               challenge_seed(salt, assignment, data), False)
-            results = {s: f.result() for s, f in futures.items()}
-    finally:
-        batch.autograders.close()
-    problems = []
-    best = sum(batch.points.values())
-    for student, result in results.items():
-        total, want = result.total() or 0.0, expected[student] * best
-        if result.status != "graded" or abs(total - want) > 1e-6:
-            wrong = [f"{ex} ({v['note'] or 'no note'}): "
-                     + "; ".join(p["message"] for p in v["properties"] if p["passed"] != (want > 0))[:300]
-                     for ex, v in result.verdicts.items() if (v["fraction"] < 1) == (want > 0)]
-            problems.append(f"the {student} notebook scored {total}/{best} (expected {want}), status "
-                            f"{result.status}; notes: {' | '.join(result.notes)[:600]}; {' | '.join(wrong)[:900]}")
-    if problems:
-        raise GradingError(
-            "Canary failed: grading the reference solution and the untouched release did not give full marks "
-            "and zero, so no grade of this batch could be trusted. Likely causes: the kernel imports a different "
-            "course_lib than the grader (a venv built from another checkout, or a stale non-editable install: "
-            "reinstall with `pip install .` from this checkout), a sandbox that cannot start, or solutions/ out of "
-            f"step with grading/. Logs: {ws.root / 'logs'}. Details:\n  " + "\n  ".join(problems))
-    marker.write_text(json.dumps({"key": key, "at": time.strftime("%Y-%m-%d %H:%M:%S")}))
-
-
-def _student_release(ws: Workspace) -> nbformat.NotebookNode:
-    """The notebook as students get it: nbgrader's release with the Colab badge and set-up cell in front."""
-    release = nbformat.read(str(ws.release_notebook()), as_version=4)
-    release.cells = colab_cells(ws.assignment) + release.cells
-    return release
-
-
-def _reference_notebook(release: nbformat.NotebookNode, source_nb: Path) -> nbformat.NotebookNode:
-    """The release with the source's solution cells put in (markers removed): what a perfect student hands in."""
-    from grading.course import grade_id, is_solution
-
-    source = nbformat.read(str(source_nb), as_version=4)
-    solutions = {grade_id(c): "\n".join(line for line in c.source.splitlines()
-                                        if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
-                 for c in source.cells if is_solution(c)}
-    nb = nbformat.from_dict(json.loads(nbformat.writes(release)))
-    for cell in nb.cells:
-        if is_solution(cell) and grade_id(cell) in solutions:
-            cell.source = solutions[grade_id(cell)]
-    return nb
-
-
-def batch_timestamp() -> str:
-    """The time printed on every feedback page of a batch (one per batch, so pages do not depend on when
-    each submission happened to be graded)."""
-    return time.strftime("%Y-%m-%d %H:%M")
-
-
-@dataclass
-class Job:
-    """One submission to grade: its row, its repaired notebook and its challenge seed."""
-
-    result: StudentResult
-    notebook: str
-    seed: int
-
-
 def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = None, *,
           progress: Optional[Callable[[str], None]] = None) -> Report:
     """Grade every submission under ``path`` (a folder or an LMS zip); return the report.
@@ -398,7 +104,7 @@ def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = Non
     """
     settings = settings or GradingSettings()
     started = time.time()
-    exercises = _exercises(assignment)
+    exercises = exercises_of(assignment)
     db_url = settings.gradebook_url()
     host_warnings: list[str] = []
     if settings.cluster:
@@ -420,9 +126,9 @@ def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = Non
     if not ws.release_notebook().is_file() or not stamp.is_file() or stamp.read_text() != fingerprint:
         generate_assignment(ws)
         stamp.write_text(fingerprint)
-    release = _student_release(ws)
+    release = student_release(ws)
     points = {e.test_cell: test_cell_points(ws.source_notebook())[e.test_cell] for e in exercises}
-    batch = _Batch(ws, settings, db_url, fingerprint, release, points,
+    batch = Batch(ws, settings, db_url, fingerprint, release, points,
                    scrub_lines(ws.source_notebook()) + grading_code_lines(), sandbox_settings(settings),
                    batch_timestamp())
     if settings.canary and not settings.cluster:  # on a cluster, each worker runs it before its first submission
@@ -444,9 +150,9 @@ def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = Non
             students[sub.student_id] = StudentResult(sub.student_id, sub.student_name, sub.origin, "unreadable",
                                                      notes=[f"ERROR: {error}"], key=key)
             continue
-        text, notes, flags = _repair(batch, data)
+        text, notes, flags = repair(batch, data)
         if not settings.cluster:
-            _write_submission(batch, sub.student_id, text)
+            write_submission(batch, sub.student_id, text)
             notes += host_warnings  # on a cluster, the worker adds its own host's warnings
         result = StudentResult(sub.student_id, sub.student_name, sub.origin,
                                "pending" if text is not None else "unreadable",
@@ -465,7 +171,7 @@ def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = Non
 
             finished = grade_on_cluster(batch, todo)
         else:
-            finished = _grade_locally(batch, todo)
+            finished = grade_locally(batch, todo)
         for done in tqdm(finished, total=len(todo), unit="submission", desc=assignment,
                          disable=settings.quiet, file=sys.stderr):
             students[done.student_id] = done
@@ -478,15 +184,7 @@ def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = Non
                   [j.result.student_id for j in todo], time.time() - started)
 
 
-def _grade_locally(batch: _Batch, todo: list[Job]) -> Iterator[StudentResult]:
-    """Grade placed submissions on this machine, ``settings.jobs`` at once; yield each as it finishes."""
-    with ThreadPoolExecutor(max_workers=max(1, batch.settings.jobs)) as pool:
-        futures = [pool.submit(_safe_grade, batch, j.result, j.seed) for j in todo]
-        for future in as_completed(futures):
-            yield future.result()
-
-
-def _export(batch: _Batch, students: dict[str, StudentResult]) -> None:
+def _export(batch: Batch, students: dict[str, StudentResult]) -> None:
     """Write the grade CSV and the JSON report (always, whatever happened to single students)."""
     ws, cells = batch.ws, list(batch.points)
     try:

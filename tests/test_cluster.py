@@ -32,6 +32,8 @@ from grading import api
 from grading.authoring.release import release_path
 from grading.course import ASSIGNMENTS, REPO_ROOT, source_notebook
 from grading.running.cluster import WORKER_DIR_ENV, check_gradebook, identity_differences
+from grading.running.submission import challenge_seed, seed_salt
+from grading.running.workspace import Workspace
 from grading.settings import GradingSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(postgres_skip_reason()), reason=postgres_skip_reason())]
@@ -145,15 +147,15 @@ def gradebook_scores(db_url: str) -> dict[str, list[float]]:
 
 def test_seed_is_a_keyed_hash_of_the_bytes(tmp_path):
     """Same bytes and key: same challenge seed; another key or one more byte: another seed. The key is private."""
-    ws = api.Workspace(tmp_path / "ws", ASSIGNMENT)
+    ws = Workspace(tmp_path / "ws", ASSIGNMENT)
     ws.root.mkdir(parents=True)
-    salt = api.seed_salt(ws)
-    assert api.seed_salt(ws) == salt and len(salt) == 32
+    salt = seed_salt(ws)
+    assert seed_salt(ws) == salt and len(salt) == 32
     assert (ws.root / "seed_salt.key").stat().st_mode & 0o777 == 0o600
-    seed = api.challenge_seed(salt, ASSIGNMENT, b"notebook")
-    assert seed == api.challenge_seed(salt, ASSIGNMENT, b"notebook")
-    assert seed != api.challenge_seed(salt, ASSIGNMENT, b"notebook ")
-    assert seed != api.challenge_seed(bytes(32), ASSIGNMENT, b"notebook")
+    seed = challenge_seed(salt, ASSIGNMENT, b"notebook")
+    assert seed == challenge_seed(salt, ASSIGNMENT, b"notebook")
+    assert seed != challenge_seed(salt, ASSIGNMENT, b"notebook ")
+    assert seed != challenge_seed(bytes(32), ASSIGNMENT, b"notebook")
 
 
 def test_sqlite_gradebook_is_refused_on_a_remote_cluster(tmp_path):

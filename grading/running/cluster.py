@@ -30,8 +30,9 @@ from typing import Iterator, Optional
 
 import nbformat
 
-from grading import api
 from grading.course import GRADING_DIR, REPO_ROOT, SOURCE_DIR
+from grading.running.canary import run_canary
+from grading.running.submission import Batch, GradingError, Job, StudentResult, grade_submission, write_submission
 from grading.running.workspace import Workspace, digest_files, prepare, sandbox_settings
 from grading.sandbox import launcher
 from grading.settings import settings_from_json, settings_to_json
@@ -46,7 +47,7 @@ class CourseMismatch(RuntimeError):
 def check_gradebook(cluster: str, db_url: str) -> None:
     """Refuse a gradebook the workers cannot share: SQLite is a file on the client, except with ``local``."""
     if db_url.startswith("sqlite") and cluster != "local":
-        raise api.GradingError(
+        raise GradingError(
             f"--cluster {cluster} needs a gradebook every worker can reach: pass --db-url "
             "postgresql+psycopg2://USER@HOST/DB (an SQLite file is only allowed with --cluster local)")
 
@@ -85,7 +86,7 @@ def identity_differences(mine: dict[str, str], theirs: dict[str, str]) -> list[s
             for key, value in theirs.items() if mine.get(key) != value]
 
 
-def batch_spec(batch: api._Batch) -> dict:
+def batch_spec(batch: Batch) -> dict:
     """What every task of the batch shares (JSON-able): settings, fingerprint, release, identity."""
     settings = batch.settings
     spec = {"assignment": batch.ws.assignment, "settings": settings_to_json(settings), "db_url": batch.db_url,
@@ -111,7 +112,7 @@ def _worker_root() -> Path:
     return Path(worker.local_directory) / "grading"
 
 
-_SETUPS: dict[str, tuple[api._Batch, list[str]]] = {}
+_SETUPS: dict[str, tuple[Batch, list[str]]] = {}
 _SETUP_LOCK = threading.Lock()
 
 
@@ -124,7 +125,7 @@ def _where() -> str:
         return f"process {os.getpid()}"
 
 
-def worker_batch(spec: dict) -> tuple[api._Batch, list[str]]:
+def worker_batch(spec: dict) -> tuple[Batch, list[str]]:
     """This worker's batch for ``spec`` (checked, prepared and canaried once per process); its host warnings."""
     with _SETUP_LOCK:
         if spec["key"] in _SETUPS:
@@ -142,7 +143,7 @@ def worker_batch(spec: dict) -> tuple[api._Batch, list[str]]:
         try:
             warnings = launcher.preflight(sandbox_settings(settings))
         except launcher.SandboxUnavailable as error:
-            raise api.GradingError(f"{_where()} cannot sandbox student code: {error}") from error
+            raise GradingError(f"{_where()} cannot sandbox student code: {error}") from error
         launcher.sweep(sandbox_settings(settings))
         ws = Workspace(settings.workspace, assignment)
         fingerprint = prepare(ws, settings, spec["db_url"])
@@ -150,8 +151,8 @@ def worker_batch(spec: dict) -> tuple[api._Batch, list[str]]:
             raise CourseMismatch(f"{_where()} refuses to grade: its grading fingerprint {fingerprint} is not the "
                                  f"client's {spec['fingerprint']} (settings or sources differ)")
         if settings.canary:  # one canary per worker root, kept across batches with the same fingerprint
-            api.run_canary(assignment, dataclasses.replace(settings, workspace=root), fingerprint)
-        batch = api._Batch(ws, settings, spec["db_url"], fingerprint, nbformat.reads(spec["release"], as_version=4),
+            run_canary(assignment, dataclasses.replace(settings, workspace=root), fingerprint)
+        batch = Batch(ws, settings, spec["db_url"], fingerprint, nbformat.reads(spec["release"], as_version=4),
                            dict(spec["points"]), list(spec["scrub"]), sandbox_settings(settings), spec["timestamp"])
         _SETUPS[spec["key"]] = (batch, warnings)
         return batch, warnings
@@ -160,10 +161,10 @@ def worker_batch(spec: dict) -> tuple[api._Batch, list[str]]:
 def grade_task(spec: dict, job: dict) -> dict:
     """On a worker: grade one submission; return its row, feedback page and executed notebook (JSON-able)."""
     batch, warnings = worker_batch(spec)
-    result = api.StudentResult(**job["result"])
+    result = StudentResult(**job["result"])
     result.notes += [w for w in warnings if w not in result.notes]
-    api._write_submission(batch, result.student_id, job["notebook"])
-    api._safe_grade(batch, result, job["seed"])
+    write_submission(batch, result.student_id, job["notebook"])
+    grade_submission(batch, result, job["seed"])
     page = (batch.ws.root / result.feedback).read_text() if result.feedback else None
     executed = batch.ws.autograded_notebook(result.student_id)
     limit = batch.settings.max_notebook_mb * 2**20
@@ -171,9 +172,9 @@ def grade_task(spec: dict, job: dict) -> dict:
     return {"result": dataclasses.asdict(result), "page": page, "autograded": autograded, "worker": _where()}
 
 
-def _store(batch: api._Batch, returned: dict) -> api.StudentResult:
+def _store(batch: Batch, returned: dict) -> StudentResult:
     """On the client: write a task's feedback page and executed notebook; return its row."""
-    result = api.StudentResult(**returned["result"])
+    result = StudentResult(**returned["result"])
     ws, student = batch.ws, result.student_id
     page = ws.feedback_page(student)
     if returned["page"] is not None and result.feedback:
@@ -202,7 +203,7 @@ def connect(address: str, workers: int, worker_dir: Path):
     return Client(address, timeout="60s"), None
 
 
-def grade_on_cluster(batch: api._Batch, todo: list[api.Job]) -> Iterator[api.StudentResult]:
+def grade_on_cluster(batch: Batch, todo: list[Job]) -> Iterator[StudentResult]:
     """Grade the jobs on the Dask cluster of ``batch.settings.cluster``; yield each row as it comes back.
 
     A task whose worker died is run again by the scheduler (up to distributed.scheduler.allowed-failures);
@@ -218,7 +219,7 @@ def grade_on_cluster(batch: api._Batch, todo: list[api.Job]) -> Iterator[api.Stu
     try:
         client, cluster = connect(batch.settings.cluster, batch.settings.jobs, batch.ws.root / "workers")
     except (OSError, TimeoutError) as error:
-        raise api.GradingError(f"cannot reach the Dask scheduler at {batch.settings.cluster}: {error}") from error
+        raise GradingError(f"cannot reach the Dask scheduler at {batch.settings.cluster}: {error}") from error
     try:
         spec = batch_spec(batch)
         [shared] = client.scatter([spec], broadcast=True, hash=False)
@@ -235,11 +236,11 @@ def grade_on_cluster(batch: api._Batch, todo: list[api.Job]) -> Iterator[api.Stu
                 job.result.notes.append(f"ERROR: grading failed: the workers grading it died ({error})")
                 yield job.result
                 continue
-            except (CourseMismatch, api.GradingError) as error:
+            except (CourseMismatch, GradingError) as error:
                 client.cancel(list(futures))
-                raise api.GradingError(str(error)) from error
+                raise GradingError(str(error)) from error
             except FutureCancelledError as error:
-                raise api.GradingError(f"the cluster cancelled the grading of {job.result.student_id}") from error
+                raise GradingError(f"the cluster cancelled the grading of {job.result.student_id}") from error
             yield _store(batch, returned)
     finally:
         client.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nbformat
 
+from grading.authoring.release import colab_cells
 from grading.course import COURSE_ID, GRADING_DIR, REPO_ROOT, hidden_lines, is_grade, nbgrader_meta
 from grading.sandbox.launcher import KERNEL_NAME, SandboxSettings, default_readonly_paths, write_kernelspec
 from grading.settings import GradingSettings
@@ -179,3 +180,10 @@ def nbgrader_api(root: Path, **overrides: str):
         section, trait = key.split(".")
         config[section][trait] = value
     return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config), config
+
+
+def student_release(ws: Workspace) -> nbformat.NotebookNode:
+    """The notebook as students get it: nbgrader's release with the Colab badge and set-up cell in front."""
+    release = nbformat.read(str(ws.release_notebook()), as_version=4)
+    release.cells = colab_cells(ws.assignment) + release.cells
+    return release

@@ -1,0 +1,245 @@
+"""One submission, from its repaired notebook to its row: the step both runners call.
+
+``grade_submission(batch, result, seed)`` draws the submission's challenge (a keyed hash of its bytes
+picks the seed), has nbgrader execute the notebook in a sandboxed kernel of its own (through one of
+the batch's long-lived autograde processes), judges what the probes recorded outside the sandbox,
+records the points in the gradebook and writes the feedback page. It never raises: a failure is
+recorded in the row. ``grading.running.local`` calls it in threads, ``grading.running.cluster`` on
+Dask workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import nbformat
+
+from grading import judging
+from grading.course import EXERCISES, Exercise
+from grading.intake.metadata import prepare_submission
+from grading.reports import gradebook
+from grading.reports.feedback import ExerciseFeedback, compose_feedback, find_leaks
+from grading.running.autograde_one import AutograderPool
+from grading.running.workspace import Workspace, tool_env
+from grading.sandbox import launcher
+from grading.settings import GradingSettings
+
+
+class GradingError(RuntimeError):
+    """The batch cannot be graded (bad settings, no sandbox, a failed canary)."""
+
+
+@dataclass
+class StudentResult:
+    """One student's row of the grade table, plus the verdicts behind it."""
+
+    student_id: str
+    student_name: str = ""
+    origin: str = ""
+    status: str = "pending"  # graded, unreadable, FAILED
+    points: dict[str, Optional[float]] = field(default_factory=dict)  # test cell -> points
+    notes: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    feedback: str = ""  # page path, relative to the workspace
+    verdicts: dict[str, dict] = field(default_factory=dict)  # exercise -> verdict as JSON
+    key: str = ""  # what was graded: submission bytes + grading fingerprint
+
+    def total(self) -> Optional[float]:
+        """Sum of the points, or None when the student was not graded."""
+        if self.status != "graded":
+            return None
+        return round(sum(p or 0.0 for p in self.points.values()), 3)
+
+
+@dataclass
+class Batch:
+    """What every submission of one batch shares."""
+
+    ws: Workspace
+    settings: GradingSettings
+    db_url: str
+    fingerprint: str
+    release: nbformat.NotebookNode
+    points: dict[str, float]
+    scrub: list[str]
+    sandbox: launcher.SandboxSettings
+    timestamp: str = ""  # one per batch: on every feedback page of the batch
+    autograders: AutograderPool = field(default_factory=lambda: AutograderPool(tool_env()))
+
+
+@dataclass
+class Job:
+    """One submission to grade: its row, its repaired notebook and its challenge seed."""
+
+    result: StudentResult
+    notebook: str
+    seed: int
+
+
+def exercises_of(assignment: str) -> tuple[Exercise, ...]:
+    if assignment not in EXERCISES:
+        raise GradingError(f"unknown assignment {assignment!r}; known: {', '.join(EXERCISES)}")
+    return EXERCISES[assignment]
+
+
+def seed_salt(ws: Workspace) -> bytes:
+    """The workspace's secret key for challenge seeds: created once, readable by the grader only."""
+    path = ws.root / "seed_salt.key"
+    if not path.is_file():
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        except FileExistsError:  # another grader created it at the same moment
+            pass
+    return bytes.fromhex(path.read_text().strip())
+
+
+def challenge_seed(salt: bytes, assignment: str, data: bytes) -> int:
+    """The seed of a submission's challenge: a keyed hash of its bytes (same bytes, same inputs; a student
+    cannot predict them without the workspace's key)."""
+    digest = hmac.new(salt, assignment.encode() + b"\0" + data, hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") % 2**63
+
+
+def batch_timestamp() -> str:
+    """The time printed on every feedback page of a batch (one per batch, so pages do not depend on when
+    each submission happened to be graded)."""
+    return time.strftime("%Y-%m-%d %H:%M")
+
+
+def repair(batch: Batch, data: bytes) -> tuple[Optional[str], list[str], list[str]]:
+    """Repair a submission; return (notebook text or None when unreadable, notes, flags)."""
+    try:
+        nb, notes, flags = prepare_submission(data.decode("utf-8", errors="replace"), batch.release)
+        return nbformat.writes(nb), notes, flags
+    except Exception as exc:  # not a notebook at all: nbgrader gets nothing and the row says why
+        return None, [f"ERROR: unreadable notebook ({type(exc).__name__}: {str(exc)[:300]})"], []
+
+
+def write_submission(batch: Batch, student: str, text: Optional[str]) -> None:
+    """Write a repaired notebook where nbgrader expects it (None: only clear the folder)."""
+    target = batch.ws.submitted_notebook(student)
+    if target.parent.exists():
+        shutil.rmtree(target.parent)
+    target.parent.mkdir(parents=True)
+    if text is not None:
+        target.write_text(text)
+
+
+def _tail(path: Path, limit: int = 2000) -> str:
+    """The last ``limit`` bytes of a file, as text."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - limit))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _execute(batch: Batch, student: str, runtime: Path, io: Path) -> tuple[dict, list[str]]:
+    """Autograde one student in one of the batch's autograde processes; stop it at the time limit."""
+    ws, notes = batch.ws, []
+    log_file = ws.private("logs", student, ".log")
+    log_file.unlink(missing_ok=True)
+    request = {"workspace": str(ws.root), "assignment": ws.assignment, "student": student, "runtime": str(runtime),
+               "io": str(io), "log": str(log_file)}
+    outcome = batch.autograders.mine().run(request, batch.settings.submission_timeout_s)
+    if outcome is None:
+        notes.append(f"ERROR: the notebook ran past {batch.settings.submission_timeout_s} s and was stopped; "
+                     "exercises judged before that keep their points")
+        outcome = {"executed": False, "error": ""}
+    if not outcome.get("executed") and not outcome.get("error"):
+        outcome["error"] = _tail(log_file)
+    if not outcome.get("executed") and not notes:
+        reason = (outcome.get("error") or "").strip().splitlines()
+        why = f" ({reason[-1][:300]})" if reason else ""
+        notes.append(f"WARNING: nbgrader could not run the whole notebook{why}; "
+                     "exercises judged before that keep their points")
+    return outcome, notes
+
+
+def _verdict_json(v) -> dict:
+    return {"fraction": v.fraction, "note": v.note,
+            "properties": [dataclasses.asdict(p) for p in v.properties]}
+
+
+def _grade_student(batch: Batch, result: StudentResult, seed: int, feedback: bool = True) -> StudentResult:
+    """Execute, judge, record and give feedback for one placed submission."""
+    ws, student = batch.ws, result.student_id
+    # short private folders (Unix socket paths must stay under 108 bytes); the kernel sees only the
+    # runtime folder (its sockets) and io/results, each bound by the sandbox at another path
+    scratch = "/tmp" if os.path.isdir("/tmp") else None
+    runtime = Path(tempfile.mkdtemp(prefix="grade-", dir=scratch))
+    io = Path(tempfile.mkdtemp(prefix="grade-io-", dir=scratch))
+    io.chmod(0o711)  # the sandbox user may pass through to results/, not list or read the rest
+    launcher.claim(io)  # no other batch's sweep unmounts results/ before this process has read them
+    try:
+        (io / "results").mkdir()
+        challenge = judging.make_challenge(ws.assignment, seed)
+        (io / "challenge.json").write_text(json.dumps(challenge))
+        _, notes = _execute(batch, student, runtime, io)
+        result.notes += notes
+        judged = judging.judge(ws.assignment, challenge, io / "results")
+        status = launcher.read_status(io_dir=str(io))
+        result.notes += [w for w in status.get("warnings", []) if w not in result.notes]
+    finally:
+        launcher.cleanup(batch.sandbox, io_dir=str(io))
+        shutil.rmtree(runtime, ignore_errors=True)
+        shutil.rmtree(io, ignore_errors=True)
+    scores = {}
+    for exercise in exercises_of(ws.assignment):
+        verdict = judged[exercise.key]
+        scores[exercise.test_cell] = round(batch.points[exercise.test_cell] * verdict.fraction, 3)
+        result.verdicts[exercise.key] = _verdict_json(verdict)
+    gradebook.record_scores(batch.db_url, ws.assignment, Path(ws.notebook_name()).stem, student, scores)
+    result.points = scores
+    result.status = "graded"
+    if feedback:
+        _write_feedback(batch, result, judged)
+    return result
+
+
+def _write_feedback(batch: Batch, result: StudentResult, judged: dict) -> None:
+    """Compose the student's page from the verdicts and their own (sanitized) cells."""
+    ws, student = batch.ws, result.student_id
+    executed = ws.autograded_notebook(student)
+    source = executed if executed.is_file() else ws.submitted_notebook(student)
+    notebook = nbformat.read(str(source), as_version=4)
+    exercises = [ExerciseFeedback(e.name, result.points[e.test_cell], batch.points[e.test_cell], judged.get(e.key))
+                 for e in exercises_of(ws.assignment)]
+    page = compose_feedback(exercises, notebook, batch.release, batch.scrub, student=result.student_name or student,
+                            assignment=ws.assignment, timestamp=batch.timestamp,
+                            notes=[n for n in result.notes if not n.startswith("ERROR: feedback")])
+    leaks = find_leaks(page, batch.scrub)
+    target = ws.feedback_page(student)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if leaks:  # never hand out a page that shows a hidden test or grading code
+        target.unlink(missing_ok=True)
+        result.notes.append("ERROR: feedback withheld: it would show hidden test text")
+        return
+    target.write_text(page)
+    result.feedback = str(target.relative_to(ws.root))
+
+
+def grade_submission(batch: Batch, result: StudentResult, seed: int, feedback: bool = True) -> StudentResult:
+    """_grade_student that never raises: a failure is recorded in the row."""
+    try:
+        return _grade_student(batch, result, seed, feedback)
+    except Exception as exc:  # the batch goes on; the instructor sees why in the CSV
+        result.status = "FAILED"
+        result.notes.append(f"ERROR: grading failed: {type(exc).__name__}: {str(exc)[:500]}")
+        (batch.ws.private("logs", result.student_id, ".grader.log")).write_text(traceback.format_exc())
+        return result

@@ -32,6 +32,8 @@ OPTIONS = {
     "--pids-max": ("pids_max", "processes and threads of a kernel"),
     "--tmpfs-mb": ("tmpfs_mb", "size of the sandbox's /tmp"),
     "--max-notebook-mb": ("max_notebook_mb", "larger submitted notebooks are left out with a warning"),
+    "--canary-dir": ("canary_dir", "where the canary runs and keeps its verdict; batches (of any workspace) that "
+                                   "share it, one after the other, run it once"),
 }
 
 

@@ -32,6 +32,7 @@ class GradingSettings:
     cgroups: CgroupMode = "require"  # no cgroup available: refuse, or run on rlimits with a warning
     sandbox: bool = True  # False: kernels unconfined (trusted notebooks only)
     canary: bool = True  # grade the reference solution and the untouched release before the batch
+    canary_dir: Optional[Path] = None  # where the canary runs and keeps its verdict (default WORKSPACE/canary)
     kernel_env: tuple[str, ...] = field(default_factory=tuple)  # KEY=VALUE for the kernels
     max_notebook_mb: int = 50  # larger submitted notebooks are left out with a warning
     quiet: bool = False  # no progress bar
@@ -62,6 +63,7 @@ def settings_from_json(data: dict, **overrides) -> GradingSettings:
     """GradingSettings from settings_to_json's output, with some fields replaced."""
     values = {**data, **overrides}
     values["workspace"], values["solutions"] = Path(values["workspace"]), Path(values["solutions"])
+    values["canary_dir"] = Path(values["canary_dir"]) if values.get("canary_dir") else None
     values["kernel_env"] = tuple(values.get("kernel_env") or ())
     known = {f.name for f in fields(GradingSettings)}
     return GradingSettings(**{k: v for k, v in values.items() if k in known})

@@ -38,6 +38,12 @@ def small_fashion(fashion) -> FashionMNISTSplits:
     )
 
 
+@pytest.fixture(scope="session")
+def canary_dir(tmp_path_factory) -> Path:
+    """One canary folder for every batch of the test run: each assignment's canary is graded once."""
+    return tmp_path_factory.mktemp("canary")
+
+
 @pytest.fixture(autouse=True)
 def _seed_each_test():
     """Each test starts from the same torch seed, so statistical assertions are reproducible."""

@@ -7,6 +7,7 @@ assertion: points per exercise and per property, notes, review flags, feedback p
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import json
 import socket
@@ -52,7 +53,8 @@ def read(assignment: str, where: Path) -> nbformat.NotebookNode:
     return nbformat.read(str(where), as_version=4)
 
 
-def grade_corpus(assignment: str, root: Path, names=None, db_url=None, people=NAMES, **settings) -> dict:
+def grade_corpus(assignment: str, root: Path, canary_dir: Path, names=None, db_url=None, people=NAMES,
+                 **settings) -> dict:
     """Write the corpus to folders, grade it through grading.api, return cases, rows and paths."""
     ws = root / "ws"
     listener = socket.socket()
@@ -74,7 +76,7 @@ def grade_corpus(assignment: str, root: Path, names=None, db_url=None, people=NA
     for person, like in people.items():
         (subs / person).mkdir(parents=True)
         nbformat.write(cases[like].notebook, str(subs / person / f"{assignment}.ipynb"))
-    config = GradingSettings(workspace=ws, db_url=db_url, **{**CORPUS_SETTINGS, **settings})
+    config = GradingSettings(workspace=ws, db_url=db_url, canary_dir=canary_dir, **{**CORPUS_SETTINGS, **settings})
     try:
         report = api.grade(assignment, subs, config)
     finally:
@@ -86,21 +88,21 @@ def grade_corpus(assignment: str, root: Path, names=None, db_url=None, people=NA
 
 
 @pytest.fixture(scope="module")
-def init_corpus(tmp_path_factory):
+def init_corpus(tmp_path_factory, canary_dir):
     """The whole corpus of the initialization assignment, graded with --jobs 2."""
-    return grade_corpus("initialization", tmp_path_factory.mktemp("init"))
+    return grade_corpus("initialization", tmp_path_factory.mktemp("init"), canary_dir)
 
 
 @pytest.fixture(scope="module")
-def opt_corpus(tmp_path_factory):
+def opt_corpus(tmp_path_factory, canary_dir):
     """The optimizer-specific part of the optimization corpus, graded with --jobs 2."""
-    return grade_corpus("optimization", tmp_path_factory.mktemp("opt"), OPTIMIZATION_SUBSET)
+    return grade_corpus("optimization", tmp_path_factory.mktemp("opt"), canary_dir, OPTIMIZATION_SUBSET)
 
 
 @pytest.fixture(scope="module")
-def deeper_corpus(tmp_path_factory):
+def deeper_corpus(tmp_path_factory, canary_dir):
     """A small corpus of the optional assignment (no name variants), graded with --jobs 2."""
-    return grade_corpus("deeper", tmp_path_factory.mktemp("deeper"), DEEPER_SUBSET, people={})
+    return grade_corpus("deeper", tmp_path_factory.mktemp("deeper"), canary_dir, DEEPER_SUBSET, people={})
 
 
 CORPORA = ["init_corpus", "opt_corpus", "deeper_corpus"]
@@ -231,6 +233,19 @@ def test_rerun_grades_only_new_submissions(init_corpus):
     assert report.graded_now == ["untouched_release"]
     rows = read_csv(init_corpus["ws"] / "grades_initialization.csv")
     assert float(rows["untouched_release"]["total"]) == float(rows["reference"]["total"]) > 0
+
+
+def test_canary_verdict_is_kept_for_batches_that_share_its_folder(init_corpus, tmp_path):
+    """A batch in another workspace with the same canary folder and settings reuses the canary's verdict."""
+    settings = init_corpus["settings"]
+    marker = Path(settings.canary_dir) / "verdict_initialization.json"
+    written = marker.stat().st_mtime_ns
+    (tmp_path / "none").mkdir()
+    api.grade("initialization", tmp_path / "none", dataclasses.replace(settings, workspace=tmp_path / "ws"))
+    assert marker.stat().st_mtime_ns == written
+    api.grade("initialization", tmp_path / "none", dataclasses.replace(settings, workspace=tmp_path / "ws",
+                                                                      canary_dir=tmp_path / "canary"))
+    assert (tmp_path / "canary" / "verdict_initialization.json").is_file()
 
 
 def test_canary_stops_a_batch_whose_reference_solution_fails(tmp_path):

@@ -11,14 +11,15 @@ from grading.authoring.release import filled_release, release_path
 from grading.settings import GradingSettings
 
 
-def test_postgres_gradebook_with_two_workers(postgres, tmp_path):
+def test_postgres_gradebook_with_two_workers(postgres, tmp_path, canary_dir):
     """Reference and untouched submissions graded with --jobs 2 into PostgreSQL score full and 0."""
     assignment = "optimization"
     for name, nb in {"reference": filled_release(assignment),
                      "untouched_release": nbformat.read(str(release_path(assignment)), 4)}.items():
         (tmp_path / "subs" / name).mkdir(parents=True)
         nbformat.write(nb, str(tmp_path / "subs" / name / f"{assignment}.ipynb"))
-    settings = GradingSettings(workspace=tmp_path / "ws", db_url=postgres, jobs=2, quiet=True)
+    settings = GradingSettings(workspace=tmp_path / "ws", db_url=postgres, jobs=2, quiet=True,
+                               cell_timeout_s=20, canary_dir=canary_dir)  # the corpus runs' canary
     report = api.grade(assignment, tmp_path / "subs", settings)
     full = sum(report.max_points.values())
     with open(report.csv_path) as f:

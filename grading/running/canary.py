@@ -74,9 +74,13 @@ def _canary_key(fingerprint: str) -> str:
 
 def run_canary(assignment: str, settings: GradingSettings, fingerprint: str) -> None:
     """Grade the reference solution and the untouched release in a workspace of their own, with the
-    batch's sandbox and settings; raise GradingError unless they score full marks and zero."""
-    ws = Workspace(Path(settings.workspace) / "canary", assignment)
-    marker = ws.root.parent / f"canary_{assignment}.json"
+    batch's sandbox and settings; raise GradingError unless they score full marks and zero.
+
+    Its verdict is kept in ``settings.canary_dir`` (default WORKSPACE/canary), keyed by all it depends on:
+    a batch that finds a passing verdict with the same key does not run it again."""
+    root = Path(settings.canary_dir) if settings.canary_dir else Path(settings.workspace) / "canary"
+    ws = Workspace(root, assignment)
+    marker = root / f"verdict_{assignment}.json"
     key = _canary_key(fingerprint)
     if marker.is_file() and json.loads(marker.read_text()).get("key") == key:
         return

@@ -139,7 +139,8 @@ def worker_batch(spec: dict) -> tuple[Batch, list[str]]:
                 "(and the same venv) and restart it.")
         root = _worker_root()
         settings = settings_from_json(spec["settings"], workspace=root / f"batch-{spec['key']}",
-                                      solutions=SOURCE_DIR, db_url=spec["db_url"], jobs=1, quiet=True, cluster=None)
+                                      solutions=SOURCE_DIR, db_url=spec["db_url"], jobs=1, quiet=True, cluster=None,
+                                      canary_dir=root / "canary")  # the client's folder is not this machine's
         try:
             warnings = launcher.preflight(sandbox_settings(settings))
         except launcher.SandboxUnavailable as error:
@@ -151,7 +152,7 @@ def worker_batch(spec: dict) -> tuple[Batch, list[str]]:
             raise CourseMismatch(f"{_where()} refuses to grade: its grading fingerprint {fingerprint} is not the "
                                  f"client's {spec['fingerprint']} (settings or sources differ)")
         if settings.canary:  # one canary per worker root, kept across batches with the same fingerprint
-            run_canary(assignment, dataclasses.replace(settings, workspace=root), fingerprint)
+            run_canary(assignment, settings, fingerprint)
         batch = Batch(ws, settings, spec["db_url"], fingerprint, nbformat.reads(spec["release"], as_version=4),
                            dict(spec["points"]), list(spec["scrub"]), sandbox_settings(settings), spec["timestamp"])
         _SETUPS[spec["key"]] = (batch, warnings)

@@ -58,7 +58,8 @@ def main() -> None:
     seconds = {}
     with tempfile.TemporaryDirectory() as tmp:
         for tag, (jobs, cluster) in runs.items():
-            seconds[tag] = timed_grade(ASSIGNMENT, notebooks, Path(tmp), jobs, canary=False, cluster=cluster, tag=tag)
+            seconds[tag], _ = timed_grade(ASSIGNMENT, notebooks, Path(tmp), jobs, canary=False, cluster=cluster,
+                                          tag=tag)
             print(f"{tag:9s}: {count} submissions in {seconds[tag]:.1f} s "
                   f"({count / seconds[tag] * 60:.2f}/min)", flush=True)
     rate = {tag: count / s * 60 for tag, s in seconds.items()}

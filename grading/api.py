@@ -204,5 +204,5 @@ def _export(batch: Batch, students: dict[str, StudentResult]) -> None:
         rows.append(row)
     gradebook.write_csv(ws.grades_csv(), rows, cells)
     report = {s: {"status": r.status, "points": r.points, "verdicts": r.verdicts, "notes": r.notes,
-                  "review_flags": r.flags} for s, r in sorted(students.items())}
+                  "review_flags": r.flags, "seconds": r.seconds} for s, r in sorted(students.items())}
     ws.report_json().write_text(json.dumps(report, indent=1))

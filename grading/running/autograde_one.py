@@ -2,7 +2,7 @@
 
 ``python -m grading.running.autograde_one REPLY_FD`` imports nbgrader once, then reads one JSON request a line
 on stdin (workspace, assignment, student, runtime folder, IO folder, log file) and answers each with
-one JSON line on the inherited descriptor REPLY_FD: ``{"executed": bool, "error": str}``. Each
+one JSON line on the inherited descriptor REPLY_FD: ``{"executed", "error", "started", "ended"}``. Each
 submission still runs in a sandboxed kernel of its own, started for it and gone after it; this
 process only spares each submission the start-up of Python and nbgrader (about 2 s).
 
@@ -38,14 +38,16 @@ def _reason(outcome: dict) -> str:
 
 
 def run(workspace: Path, assignment: str, student: str, runtime_dir: Path) -> dict:
-    """Autograde one student's notebook with nbgrader; return {"executed": bool, "error": str}."""
+    """Autograde one student's notebook with nbgrader; return {"executed", "error", "started", "ended"}."""
     from grading.running.workspace import nbgrader_api
 
     os.chdir(workspace)  # nbgrader resolves paths from the working folder
     api, _ = nbgrader_api(workspace, **{"KernelManager.connection_file": str(runtime_dir / "kernel.json"),
                                         "KernelManager.ip": str(runtime_dir / "k")})
+    started = time.time()
     graded = api.autograde(assignment, student, force=True, create=True)
-    return {"executed": bool(graded["success"]), "error": "" if graded["success"] else _reason(graded)}
+    return {"executed": bool(graded["success"]), "error": "" if graded["success"] else _reason(graded),
+            "started": started, "ended": time.time()}
 
 
 def _serve_one(request: dict) -> dict:

@@ -21,6 +21,7 @@ import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
@@ -55,6 +56,8 @@ class StudentResult:
     feedback: str = ""  # page path, relative to the workspace
     verdicts: dict[str, dict] = field(default_factory=dict)  # exercise -> verdict as JSON
     key: str = ""  # what was graded: submission bytes + grading fingerprint
+    # where its grading time went: nbgrader (of which before_first_cell, cells, after_last_cell), judging, feedback
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def total(self) -> Optional[float]:
         """Sum of the points, or None when the student was not graded."""
@@ -190,9 +193,14 @@ def _grade_student(batch: Batch, result: StudentResult, seed: int, feedback: boo
         (io / "results").mkdir()
         challenge = judging.make_challenge(ws.assignment, seed)
         (io / "challenge.json").write_text(json.dumps(challenge))
-        _, notes = _execute(batch, student, runtime, io)
+        started = time.perf_counter()
+        outcome, notes = _execute(batch, student, runtime, io)
+        result.seconds = {"nbgrader": time.perf_counter() - started,
+                          **_kernel_seconds(ws.autograded_notebook(student), outcome)}
         result.notes += notes
+        started = time.perf_counter()
         judged = judging.judge(ws.assignment, challenge, io / "results")
+        result.seconds["judging"] = time.perf_counter() - started
         status = launcher.read_status(io_dir=str(io))
         result.notes += [w for w in status.get("warnings", []) if w not in result.notes]
     finally:
@@ -208,8 +216,28 @@ def _grade_student(batch: Batch, result: StudentResult, seed: int, feedback: boo
     result.points = scores
     result.status = "graded"
     if feedback:
+        started = time.perf_counter()
         _write_feedback(batch, result, judged)
+        result.seconds["feedback"] = time.perf_counter() - started
+    result.seconds = {k: round(v, 3) for k, v in result.seconds.items()}
     return result
+
+
+def _kernel_seconds(executed: Path, outcome: dict) -> dict[str, float]:
+    """From the cells' execution times that nbgrader recorded: seconds from the start of the autograde run
+    to the first cell (kernel start, nbgrader's set-up), in cells, and after the last cell ({} if unknown)."""
+    try:
+        cells = json.loads(executed.read_text()).get("cells", [])
+        spans = [(datetime.fromisoformat(t["iopub.execute_input"]).timestamp(),
+                  datetime.fromisoformat(t["shell.execute_reply"]).timestamp())
+                 for t in (c.get("metadata", {}).get("execution") for c in cells)
+                 if isinstance(t, dict) and "iopub.execute_input" in t and "shell.execute_reply" in t]
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+    if not spans or "started" not in outcome or "ended" not in outcome:
+        return {}
+    return {"before_first_cell": spans[0][0] - outcome["started"], "cells": sum(b - a for a, b in spans),
+            "after_last_cell": outcome["ended"] - spans[-1][1]}
 
 
 def _write_feedback(batch: Batch, result: StudentResult, judged: dict) -> None:

@@ -1,6 +1,6 @@
 """nbgrader configuration of the course (read by every `nbgrader` command run from the repository root).
 
-Source notebooks live in solutions/<assignment>/<assignment>.ipynb; `python -m grading.release`
+Source notebooks live in solutions/<assignment>/<assignment>.ipynb; `python -m grading.authoring.release`
 generates the student notebooks into book/exercises/<assignment>/ (the book's exercise pages, opened
 in Colab from the repository). The course id comes from grading/course.py, the one place it is set.
 """

@@ -35,6 +35,7 @@ from grading.sandbox.launcher import (
 
 REPO = Path(__file__).resolve().parent.parent
 MARK = "sandbox-marker-7d1c"
+GRADER_SECRET = "postgresql://grader:s3cret-4e1f@db/gradebook"  # as an instructor's shell might hold
 needs_root_bwrap = pytest.mark.skipif(os.geteuid() != 0 or not bwrap_available(),
                                       reason="needs root (cgroups, sandbox user) and a working bubblewrap")
 
@@ -106,7 +107,7 @@ def sandboxed_kernel(tmp: Path, launcher_out=None, **overrides):
     km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=KernelSpecManager(
         kernel_dirs=[str(kernels / "kernels")]), transport="ipc", ip=str(runtime / "k"),
         connection_file=str(runtime / "kernel.json"))
-    env = dict(os.environ, PYTHONPATH=str(REPO), COURSE_GRADING_IO=str(io))
+    env = dict(os.environ, PYTHONPATH=str(REPO), COURSE_GRADING_IO=str(io), GRADER_SECRET=GRADER_SECRET)
     km.start_kernel(env=env, stdout=launcher_out, stderr=launcher_out)
     kc = km.client()
     kc.start_channels()
@@ -362,6 +363,26 @@ print(json.dumps(res))
     assert json.loads(res["challenge"]) == {"seed": 3} and res["challenge_writable"] is False
     assert res["results"] == "/grading/results"
     assert (shared.io / "results" / "sgd.safetensors").read_text() == "data"
+
+
+@pytest.mark.slow
+@needs_root_bwrap
+@needs_cgroups
+def test_no_process_in_the_sandbox_shows_the_graders_environment(shared):
+    """A variable of the grader's environment is in no readable /proc/PID/environ of the sandbox, pid 1 included."""
+    code = """
+import json, os
+seen = {}
+for pid in [p for p in os.listdir('/proc') if p.isdigit()]:
+    try:
+        seen[pid] = open(f'/proc/{pid}/environ', 'rb').read().decode(errors='replace')
+    except OSError as error:
+        seen[pid] = type(error).__name__
+print(json.dumps(seen))
+"""
+    seen = shared.json(code)
+    assert "1" in seen and len(seen) >= 2, seen  # pid 1 (bubblewrap) and the kernel, at least
+    assert not [pid for pid, text in seen.items() if "s3cret-4e1f" in text or "GRADER_SECRET" in text], seen
 
 
 @pytest.mark.slow

@@ -634,7 +634,9 @@ def launch(settings: SandboxSettings, connection_file: str, io_dir: Optional[str
         os.setgroups([])
         os.setgid(gid)
         os.setuid(uid)
-    os.execv(command[0], command)
+    # an empty environment: bwrap's own process is the sandbox's pid 1, whose /proc/1/environ the kernel can
+    # read; the kernel's environment is set by --clearenv and --setenv alone
+    os.execve(command[0], command, {})
 
 
 def main(argv: list[str]) -> None:

@@ -4,9 +4,9 @@ No function calls ``plt.show()`` or changes global style; in a notebook, display
 
 New figures are ``CourseFigure``s: they carry their own ``_repr_png_``, so Jupyter, Colab and the
 book's build show them as images whatever matplotlib backend the kernel runs (an untracked figure
-otherwise has no display formatter unless pyplot's inline backend happens to be active). Under
-nbgrader (``NBGRADER_EXECUTION`` set, see ``run_settings``) they show as one line of text instead:
-no grade looks at a figure, and drawing them took most of a graded notebook's time.
+otherwise has no display formatter unless pyplot's inline backend happens to be active). In the
+grader's kernels (``COURSE_NO_FIGURES=1``, see ``run_settings``) they show as one line of text
+instead: no grade looks at a figure, and drawing them took most of a graded notebook's time.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ class CourseFigure(Figure):
     """A matplotlib Figure that displays itself as a PNG image in IPython (Jupyter, Colab, myst-nb)."""
 
     def _repr_png_(self) -> Optional[bytes]:
-        """The figure as PNG bytes, cropped to what was drawn (suptitles included); None under nbgrader."""
-        if run_settings().in_nbgrader:  # no grade looks at a figure: drawing them cost seconds per submission
+        """The figure as PNG bytes, cropped to what was drawn (suptitles included); None in the grader's kernels."""
+        if not run_settings().draw_figures:  # no grade looks at a figure: drawing cost seconds per submission
             return None
         buffer = io.BytesIO()
         self.savefig(buffer, format="png", dpi=PNG_DPI, bbox_inches="tight")
@@ -42,7 +42,7 @@ class CourseFigure(Figure):
 
     def _repr_pretty_(self, printer, cycle: bool) -> None:
         """IPython's text form: what a figure is, or that it was not drawn while grading."""
-        printer.text("[figure not drawn while grading]" if run_settings().in_nbgrader else repr(self))
+        printer.text(repr(self) if run_settings().draw_figures else "[figure not drawn while grading]")
 
 
 def new_figure(figsize: Tuple[float, float] = (6, 4), **kwargs) -> CourseFigure:
@@ -51,11 +51,11 @@ def new_figure(figsize: Tuple[float, float] = (6, 4), **kwargs) -> CourseFigure:
 
 
 def _undrawn_under_nbgrader(plot: Callable[..., Figure]) -> Callable[..., Figure]:
-    """``plot`` as is, except under nbgrader: an empty figure at once when no ``axes`` are given."""
+    """``plot`` as is, except in the grader's kernels: an empty figure at once when no ``axes`` are given."""
 
     @functools.wraps(plot)
     def plot_or_placeholder(*args, **kwargs) -> Figure:
-        if kwargs.get("axes") is None and run_settings().in_nbgrader:
+        if kwargs.get("axes") is None and not run_settings().draw_figures:
             return new_figure()
         return plot(*args, **kwargs)
 

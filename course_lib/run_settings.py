@@ -6,8 +6,8 @@ tests agree on their names and meaning:
 - ``COURSE_QUICK=1``: retrain for one epoch only (tests and CI smoke runs);
 - ``COURSE_RETRAIN=1``: retrain instead of loading the shipped results;
 - ``COURSE_CHECKPOINTS=DIR``: where retrained models go (default ``./checkpoints``);
-- ``NBGRADER_EXECUTION`` (set by nbgrader while it grades): optional training is skipped and the
-  course's figures are not drawn.
+- ``NBGRADER_EXECUTION`` (set by nbgrader while it grades): optional training is skipped;
+- ``COURSE_NO_FIGURES=1`` (set by the grader in its kernels): the course's figures are not drawn.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Mapping, Optional
 TRAINED_DIR = Path(__file__).resolve().parent / "trained"  # the shipped results of the solutions
 
 QUICK_VAR, RETRAIN_VAR, CHECKPOINTS_VAR = "COURSE_QUICK", "COURSE_RETRAIN", "COURSE_CHECKPOINTS"
+NO_FIGURES_VAR = "COURSE_NO_FIGURES"
 NBGRADER_VAR = "NBGRADER_EXECUTION"
 
 
@@ -31,7 +32,8 @@ class RunSettings:
     retrain: bool
     checkpoint_dir: Path
     trained_dir: Path = TRAINED_DIR
-    in_nbgrader: bool = False  # the notebook runs under nbgrader: train nothing optional, draw no figure
+    in_nbgrader: bool = False  # the notebook runs under nbgrader: train nothing optional
+    draw_figures: bool = True  # False in the grader's kernels: no grade looks at a figure
 
     def epochs(self, full: int) -> int:
         """The number of epochs to train: ``full``, or 1 in quick mode."""
@@ -52,4 +54,5 @@ def run_settings(retrain: bool = False, env: Optional[Mapping[str, str]] = None)
         retrain=retrain or quick or env.get(RETRAIN_VAR) == "1",  # quick mode always trains
         checkpoint_dir=Path(env.get(CHECKPOINTS_VAR) or "checkpoints"),
         in_nbgrader=NBGRADER_VAR in env,
+        draw_figures=env.get(NO_FIGURES_VAR) != "1",
     )

@@ -82,6 +82,8 @@ def test_run_settings_read_the_environment_once():
     assert not plain.retrain and plain.epochs(40) == 40 and plain.checkpoint_dir == Path("checkpoints")
     assert run_settings(retrain=True, env={}).retrain
     assert run_settings(env={"NBGRADER_EXECUTION": "autograde"}).in_nbgrader and not plain.in_nbgrader
+    assert plain.draw_figures and run_settings(env={"NBGRADER_EXECUTION": "autograde"}).draw_figures
+    assert not run_settings(env={"COURSE_NO_FIGURES": "1"}).draw_figures
     assert run_settings(env=quick.as_env()) == quick
     assert (TRAINED_DIR / "FashionMNIST_Adam.results.json").is_file()
     json.loads((TRAINED_DIR / "FashionMNIST_Adam.results.json").read_text())

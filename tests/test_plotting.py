@@ -169,3 +169,20 @@ def test_training_curves_label_test_accuracy():
     ax = plotting.plot_training_curves(results)
     assert len(ax.lines) == 2
     assert "89.09%" in ax.get_legend().get_texts()[0].get_text()
+
+
+def test_grader_kernels_draw_no_figure(monkeypatch, fashion_batch):
+    """With COURSE_NO_FIGURES=1 (the grader's kernels) a plot returns at once a figure that shows as one line of
+    text and renders no PNG; without it, the same call draws panels and displays as a PNG."""
+    model = BaseNetwork("relu")
+    images, labels = fashion_batch
+    drawn = plotting.plot_gradient_distribution(model, images[:64], labels[:64])
+    assert len(drawn.axes) == 5 and drawn._repr_png_().startswith(b"\x89PNG")  # one panel per linear layer
+    monkeypatch.setenv("COURSE_NO_FIGURES", "1")
+    placeholder = plotting.plot_gradient_distribution(model, images[:64], labels[:64])
+    assert placeholder.axes == [] and placeholder._repr_png_() is None
+    from IPython.lib.pretty import pretty
+
+    assert pretty(placeholder) == "[figure not drawn while grading]"
+    axes = plotting.new_figure().subplots(1, 5)
+    assert plotting.plot_gradient_distribution(model, images[:64], labels[:64], axes=axes).axes  # given axes: drawn

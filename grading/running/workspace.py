@@ -125,11 +125,12 @@ def scrub_lines(notebook: Path) -> list[str]:
 def sandbox_settings(settings: GradingSettings) -> SandboxSettings:
     """The sandbox of the kernels, from the grading settings."""
     import course_lib.data
+    from course_lib.run_settings import NO_FIGURES_VAR  # no grade looks at a figure: the kernels draw none
 
     return SandboxSettings(
         memory_mb=settings.memory_mb, cpu_s=settings.cpu_s, pids_max=settings.pids_max,
         tmpfs_mb=settings.tmpfs_mb, cgroups=settings.cgroups, enabled=settings.sandbox,
-        env=dict(item.split("=", 1) for item in settings.kernel_env),
+        env={NO_FIGURES_VAR: "1", **dict(item.split("=", 1) for item in settings.kernel_env)},
         readonly_paths=default_readonly_paths(), data_dir=str(course_lib.data.default_data_root()),
         preload_modules={"grading": str(GRADING_DIR / "__init__.py"),
                          "grading.sandbox": str(GRADING_DIR / "sandbox" / "__init__.py"),

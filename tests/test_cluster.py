@@ -286,7 +286,7 @@ def test_worker_with_other_grading_code_refuses(postgres_server, tmp_path):
     for part in ("grading", "course_lib", "solutions"):
         shutil.copytree(REPO_ROOT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO_ROOT / "_config.yml", copy / "_config.yml")
-    with open(copy / "grading" / "flags.py", "a") as f:
+    with open(copy / "grading" / "intake" / "flags.py", "a") as f:
         f.write("\n")
     folder = tmp_path / "dask"
     scheduler, address = start_scheduler(folder)

@@ -417,7 +417,8 @@ def test_host_paths_unreadable(shared, tmp_path):
     (other / "optimization.ipynb").write_text("{}")
     (workspace / "gradebook.db").write_text("secret")
     paths = [workspace, other / "optimization.ipynb", workspace / "gradebook.db", REPO / "solutions",
-             REPO / "grading" / "sandbox.py", REPO / "grading", "/etc/shadow", str(shared.io / "challenge.json")]
+             REPO / "grading" / "sandbox" / "launcher.py", REPO / "grading", "/etc/shadow",
+             str(shared.io / "challenge.json")]
     code = f"""
 import json, os
 res = {{}}

@@ -26,7 +26,7 @@ c.Execute.startup_timeout = 120
 c.Execute.kernel_name = {kernel!r}
 c.KernelManager.transport = "ipc"
 c.OverwriteCells.add_missing_cells = False  # grading.intake.metadata re-inserts missing test cells itself
-c.ClearMetadataPreprocessor.preserve_cell_metadata_mask = {"execution"}  # cell times: where grading time goes
+c.ClearMetadataPreprocessor.preserve_cell_metadata_mask = {{"execution"}}  # cell times: where grading time goes
 c.LimitOutput.max_lines = 1000
 c.LimitOutput.max_traceback = 100
 # nbgrader only executes and records: every score is computed afterwards, outside the sandbox, by

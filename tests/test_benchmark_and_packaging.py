@@ -23,6 +23,7 @@ QUICK_RUNS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(QUICK_RUNS))
 def test_benchmark_quick_mode_ends_with_its_json_line(script):
     """`benchmarks/SCRIPT --quick` runs and its last line is one JSON object holding every required key."""
@@ -43,6 +44,7 @@ def wheel(tmp_path_factory) -> Path:
     return next(out.glob("course_lib-*.whl"))
 
 
+@pytest.mark.slow
 def test_wheel_dependencies_are_loose_and_tools_are_extras(wheel):
     """Students get torch>=2.2 (Colab keeps its own torch); jupyter-book/nbgrader/nbval only as extras."""
     with zipfile.ZipFile(wheel) as archive:
@@ -56,6 +58,7 @@ def test_wheel_dependencies_are_loose_and_tools_are_extras(wheel):
         assert any(r.startswith(tool) and "extra ==" in r for r in requires), tool
 
 
+@pytest.mark.slow
 def test_wheel_holds_the_library_and_its_shipped_files(wheel):
     """Every course_lib module is in the wheel, and so is every shipped trained-solution file."""
     with zipfile.ZipFile(wheel) as archive:

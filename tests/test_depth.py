@@ -154,6 +154,7 @@ def test_train_model_options_schedule_clip_and_patience(small_fashion, tmp_path)
     assert stalled["stopped_epoch"] == 3 and len(stalled["val_scores"]) == 3
 
 
+@pytest.mark.slow
 def test_train_deeper_quick_writes_results_with_provenance(tmp_path):
     """`scripts/train_deeper.py --quick` trains into --out: results with provenance, weights where shipped, summary."""
     names = ["depth10_tanh_lsuv", "depth50_relu_residual", "clip_1"]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 
 import nbformat
+import pytest
 
 from grading import api
 from grading.authoring.release import filled_release, release_path
 from grading.settings import GradingSettings
 
 
+@pytest.mark.slow
 def test_postgres_gradebook_with_two_workers(postgres, tmp_path, canary_dir):
     """Reference and untouched submissions graded with --jobs 2 into PostgreSQL score full and 0."""
     assignment = "optimization"

@@ -42,6 +42,7 @@ ARTIFACTS = REPO / "artifacts"
 SCREENSHOT_PAGES = {"book/numerical_stability": "site_numerical_stability.png",
                     "solutions/initialization/initialization": "site_initialization.png"}
 NBGRADER_MARKERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+pytestmark = pytest.mark.slow  # the book build (minutes) and a browser
 CONFIG = yaml.safe_load((REPO / "_config.yml").read_text())
 PAGES = toc_docnames(REPO / "_toc.yml")
 

@@ -86,8 +86,8 @@ def numbered_copies(assignment: str, count: int) -> list:
 def autograde_start_seconds() -> float:
     """Wall seconds to start Python and import what an autograde process imports (nbgrader, nbformat)."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import grading.running.autograde_one, grading.running.workspace"],
-                   cwd=REPO, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    imports = "import grading.running.autograde_one, grading.running.workspace, nbgrader.apps"
+    subprocess.run([sys.executable, "-c", imports], cwd=REPO, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     return time.perf_counter() - start
 
 

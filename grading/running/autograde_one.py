@@ -67,7 +67,7 @@ def _serve_one(request: dict) -> dict:
 
 def serve(reply_fd: int) -> None:
     """Answer requests from stdin until it closes."""
-    import grading.running.workspace  # noqa: F401 (nbgrader and nbformat, imported once for every submission)
+    import nbgrader.apps  # noqa: F401 (nbgrader and nbformat, imported once for every submission)
 
     with os.fdopen(reply_fd, "w", buffering=1) as replies:
         for line in sys.stdin:

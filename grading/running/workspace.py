@@ -24,6 +24,7 @@ c.CourseDirectory.db_url = {db_url!r}
 c.Execute.timeout = {timeout}
 c.Execute.startup_timeout = 120
 c.Execute.kernel_name = {kernel!r}
+c.Execute.shutdown_kernel = "immediate"  # the probes' results are written by then: no 1.5 s graceful shutdown
 c.KernelManager.transport = "ipc"
 c.OverwriteCells.add_missing_cells = False  # grading.intake.metadata re-inserts missing test cells itself
 c.ClearMetadataPreprocessor.preserve_cell_metadata_mask = {{"execution"}}  # cell times: where grading time goes

@@ -675,6 +675,9 @@ def _malform(kind: str, results: Path) -> None:
         target.symlink_to(results / "sgd.safetensors")
     elif kind == "missing":
         target.unlink()
+    elif kind == "metadata nested too deep":  # json raises RecursionError, not ValueError
+        tensors, meta = _load(target)
+        _save(target, tensors, {**meta, "errors": "[" * 200000 + "]" * 200000})
     else:
         raise KeyError(kind)
 
@@ -691,6 +694,7 @@ MALFORMED = {
     "unexpected entries": "unexpected entries",
     "a symbolic link": "not a plain file",
     "missing": "did not run to this exercise's test cell",
+    "metadata nested too deep": "could not judge",
 }
 
 
@@ -705,6 +709,8 @@ def test_malformed_results_fail_their_exercise_only(tmp_path, graded_optimizatio
     assert MALFORMED[kind] in verdicts["adam"].note, verdicts["adam"].note
     assert all(not p.passed and p.message for p in verdicts["adam"].properties)
     assert verdicts["sgd"].fraction == verdicts["sgd_momentum"].fraction == 1.0
+    # only a failure of the grader itself asks a person to look
+    assert bool(verdicts["adam"].review) == (kind == "metadata nested too deep"), verdicts["adam"].review
 
 
 def test_an_exception_is_reported_and_other_runs_still_count(tmp_path):

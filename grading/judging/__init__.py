@@ -91,9 +91,19 @@ def property_weights(assignment: str, key: str, challenge: dict) -> Dict[str, fl
 
 
 def judge_exercise(assignment: str, key: str, challenge: dict, results_dir: Path) -> ExerciseVerdict:
-    """The verdict on one exercise; a missing or malformed result file fails every property with a note."""
+    """The verdict on one exercise; a missing or malformed result file fails every property with a note.
+
+    Never raises: any other error while judging (a result file made to break the loader, say) fails every
+    property too, and the verdict's ``review`` names the error for a person to look at."""
     with single_thread():
-        return _judge_exercise(assignment, key, challenge, results_dir)
+        try:
+            return _judge_exercise(assignment, key, challenge, results_dir)
+        except Exception as error:  # a crash must score 0, never leave another score standing
+            verdict = failed_verdict(key, property_weights(assignment, key, challenge),
+                                     "the grader could not judge the results recorded for this exercise; it scores "
+                                     "0 until your instructor has looked at it")
+            verdict.review = f"grader error on {key}: {type(error).__name__} while judging its results (scored 0)"
+            return verdict
 
 
 def _judge_exercise(assignment: str, key: str, challenge: dict, results_dir: Path) -> ExerciseVerdict:

@@ -34,6 +34,7 @@ class ExerciseVerdict:
     properties: List[PropertyVerdict]
     fraction: float
     note: str = ""
+    review: str = ""  # why a person should look at it (the grader could not judge it): a review flag
 
 
 def make_verdict(exercise: str, properties: List[PropertyVerdict], note: str = "") -> ExerciseVerdict:

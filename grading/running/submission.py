@@ -201,6 +201,7 @@ def _grade_student(batch: Batch, result: StudentResult, seed: int, feedback: boo
         started = time.perf_counter()
         judged = judging.judge(ws.assignment, challenge, io / "results")
         result.seconds["judging"] = time.perf_counter() - started
+        result.flags += [v.review for v in judged.values() if v.review and v.review not in result.flags]
         status = launcher.read_status(io_dir=str(io))
         result.notes += [w for w in status.get("warnings", []) if w not in result.notes]
     finally:
@@ -270,4 +271,9 @@ def grade_submission(batch: Batch, result: StudentResult, seed: int, feedback: b
         result.status = "FAILED"
         result.notes.append(f"ERROR: grading failed: {type(exc).__name__}: {str(exc)[:500]}")
         (batch.ws.private("logs", result.student_id, ".grader.log")).write_text(traceback.format_exc())
+        try:  # nbgrader may have scored the notebook's own asserts: the gradebook never keeps those
+            gradebook.record_scores(batch.db_url, batch.ws.assignment, Path(batch.ws.notebook_name()).stem,
+                                    result.student_id, {cell: 0.0 for cell in batch.points})
+        except Exception as error:  # the row already says FAILED; say this too
+            result.notes.append(f"ERROR: the gradebook may still hold nbgrader's own scores ({type(error).__name__})")
         return result

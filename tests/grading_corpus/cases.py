@@ -184,6 +184,14 @@ while True:
 
 HUGE_PRINT = "print('x' * 400_000_000)"
 
+# Overwrites an exercise's result file with one whose metadata nests too deep for Python's JSON reader
+# (RecursionError, not ValueError): judging must score it 0 with a review flag, not crash the row.
+CRASHING_RESULT = """import json, os, struct
+meta = {{"__metadata__": {{"exercise": "{key}", "status": "ok", "error": "", "errors": "[" * 200000 + "]" * 200000}}}}
+header = json.dumps(meta).encode()
+with open(os.path.join(os.environ["COURSE_GRADING_RESULTS"], "{key}.safetensors"), "wb") as f:
+    f.write(struct.pack("<Q", len(header)) + header)"""
+
 
 MONKEYPATCH = """import torch, numpy as np
 torch.allclose = lambda *a, **k: True
@@ -370,6 +378,10 @@ def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, s
     nb = with_cell(last, _stub(stubs[last], "pass"))
     nb.cells.insert(2, _code(MONKEYPATCH))
     cases["monkeypatch_torch"] = Case(nb, without(last), flags_contain=["torch"])
+    nb = reference()
+    insert_after(nb, tests_of[first], CRASHING_RESULT.format(key=key_of(exercises, first)))
+    cases["crashing_result_file"] = Case(nb, without(first),
+                                         flags_contain=[f"grader error on {key_of(exercises, first)}: RecursionError"])
 
     # -- the honest student with one mistake, and the one who delegates
     for name, (gid, mistake) in ONE_MISTAKE[assignment].items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from grading.sandbox import cgroups, kernel_bootstrap
+from grading.sandbox import cgroups, kernel_bootstrap, seccomp
 from grading.sandbox.launcher import (
     KERNEL_NAME,
     SandboxSettings,
@@ -383,6 +384,38 @@ print(json.dumps(seen))
     seen = shared.json(code)
     assert "1" in seen and len(seen) >= 2, seen  # pid 1 (bubblewrap) and the kernel, at least
     assert not [pid for pid, text in seen.items() if "s3cret-4e1f" in text or "GRADER_SECRET" in text], seen
+
+
+@pytest.mark.slow
+@needs_root_bwrap
+@needs_cgroups
+@pytest.mark.skipif(seccomp.program() is None, reason="the seccomp filter is built for x86-64 only")
+def test_seccomp_refuses_system_calls_a_notebook_never_needs(shared):
+    """A seccomp filter is loaded; unshare(0) and joining a new session keyring, which any process may do,
+    fail with EPERM, as do ptrace, mount, bpf and perf_event_open; ordinary calls still work."""
+    code = """
+import ctypes, json, os
+libc = ctypes.CDLL(None, use_errno=True)
+calls = {"unshare": (272, 0), "keyctl": (250, 1, 0), "ptrace": (101, 0, 0, 0, 0), "mount": (165, 0, 0, 0, 0, 0),
+         "bpf": (321, 0, 0, 0), "perf_event_open": (298, 0, 0, 0, 0, 0)}
+res = {}
+for name, (number, *args) in calls.items():
+    ctypes.set_errno(0)
+    res[name] = [libc.syscall(number, *args), ctypes.get_errno()]
+res["seccomp"] = [line.split()[1] for line in open("/proc/self/status") if line.startswith("Seccomp:")]
+res["getpid"] = os.getpid() > 0
+print(json.dumps(res))
+"""
+    res = shared.json(code)
+    assert res.pop("seccomp") == ["2"] and res.pop("getpid") is True
+    assert res == {name: [-1, errno.EPERM] for name in res}, res
+
+
+def test_seccomp_program_shape():
+    """The filter is whole sock_filter records, refuses other ABIs first, and has no filter off x86-64."""
+    code = seccomp.program("x86_64")
+    assert len(code) % 8 == 0 and len(code) // 8 == len(set(seccomp.DENIED_X86_64.values())) + 7
+    assert seccomp.program("aarch64") is None
 
 
 @pytest.mark.slow

@@ -38,6 +38,7 @@ import ctypes
 import hashlib
 import json
 import os
+import platform
 import pwd
 import re
 import resource
@@ -51,7 +52,7 @@ from pathlib import Path
 from typing import Optional
 
 from grading.sandbox import cgroups as cg
-from grading.sandbox import kernel_bootstrap
+from grading.sandbox import kernel_bootstrap, seccomp
 
 KERNEL_NAME = "course-sandbox"
 IO_ENV = "COURSE_GRADING_IO"  # host folder holding challenge.json and results/, set by the pipeline
@@ -444,9 +445,11 @@ def kernel_env(settings: SandboxSettings) -> dict[str, str]:
 
 
 def bwrap_command(settings: SandboxSettings, binds: dict[str, str], files: dict[str, int],
-                  env: dict[str, str], fd: int, ro_files: Optional[dict[str, int]] = None) -> list[str]:
+                  env: dict[str, str], fd: int, ro_files: Optional[dict[str, int]] = None,
+                  seccomp_fd: Optional[int] = None) -> list[str]:
     """bwrap's argv. ``binds``: inside path -> host path ('rw:' prefix: writable); ``files``: inside path
-    -> fd copied to a writable file; ``ro_files``: inside path -> fd copied to a read-only file."""
+    -> fd copied to a writable file; ``ro_files``: inside path -> fd copied to a read-only file;
+    ``seccomp_fd``: the filter program (grading.sandbox.seccomp) to apply to the kernel."""
     args = ["bwrap", "--unshare-user", "--disable-userns", "--uid", str(INNER_UID), "--gid", str(INNER_UID),
             "--unshare-net",
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent",
@@ -467,6 +470,8 @@ def bwrap_command(settings: SandboxSettings, binds: dict[str, str], files: dict[
     args += ["--remount-ro", "/", "--chdir", "/tmp/work"]
     for key, value in env.items():
         args += ["--setenv", key, value]
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
     return args + ["--", sys.executable, "-c", kernel_bootstrap.STUB, str(fd)]
 
 
@@ -623,13 +628,18 @@ def launch(settings: SandboxSettings, connection_file: str, io_dir: Optional[str
         env.update(COURSE_GRADING_CHALLENGE=f"{INNER_IO}/challenge.json", COURSE_GRADING_RESULTS=f"{INNER_IO}/results")
     connection = _inner_connection(info, runtime_dir)
     fd = _memfd("kernel", kernel_bootstrap.payload(settings.preload_modules, connection, "/tmp/.kernel/kernel.json"))
-    command = bwrap_command(settings, binds, files, env, fd, ro_files)
+    filter_code = seccomp.program()
+    seccomp_fds = [] if filter_code is None else [_memfd("seccomp", filter_code)]
+    if filter_code is None:
+        status["warnings"].append(f"WARNING: no seccomp filter for {platform.machine()}: the kernel may make any "
+                                  "system call its user may")
+    command = bwrap_command(settings, binds, files, env, fd, ro_files, *seccomp_fds)
     command[0] = shutil.which("bwrap") or "/usr/bin/bwrap"
     status["uid"] = uid
     status_file(io_dir, connection_file).write_text(json.dumps(status))
     _set_limits(settings, nproc=not has_cgroup)
     _redirect_stdio(settings.log_file)
-    _close_fds([fd, *files.values(), *ro_files.values()])
+    _close_fds([fd, *files.values(), *ro_files.values(), *seccomp_fds])
     if root:
         os.setgroups([])
         os.setgid(gid)

@@ -39,7 +39,7 @@ from grading.settings import GradingSettings
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(postgres_skip_reason()), reason=postgres_skip_reason())]
 
 ASSIGNMENT = "optimization"
-LIMITS = dict(cell_timeout_s=20, submission_timeout_s=60, quiet=True)
+LIMITS = dict(cell_timeout_s=12, submission_timeout_s=40, quiet=True)
 # graded cases: full marks, zero, a hostile forgery, partial credit, a syntax error
 CASES = ("reference", "untouched_release", "forged_results", "one_mistake", "syntax_error")
 DASK = str(Path(sys.executable).parent / "dask")

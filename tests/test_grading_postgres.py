@@ -21,7 +21,7 @@ def test_postgres_gradebook_with_two_workers(postgres, tmp_path, canary_dir):
         (tmp_path / "subs" / name).mkdir(parents=True)
         nbformat.write(nb, str(tmp_path / "subs" / name / f"{assignment}.ipynb"))
     settings = GradingSettings(workspace=tmp_path / "ws", db_url=postgres, jobs=2, quiet=True,
-                               cell_timeout_s=20, canary_dir=canary_dir)  # the corpus runs' canary
+                               cell_timeout_s=12, canary_dir=canary_dir)  # the corpus runs' canary
     report = api.grade(assignment, tmp_path / "subs", settings)
     full = sum(report.max_points.values())
     with open(report.csv_path) as f:

@@ -329,8 +329,8 @@ def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, s
     nb.cells.append(_code(SWALLOW_INTERRUPT))
     cases["swallows_interrupt"] = Case(nb, full)
     nb = reference()
-    for _ in range(4):  # each cell under the corpus runs' 20 s cell limit; together past their 60 s per submission
-        nb.cells.append(_code("import time\ntime.sleep(18)"))
+    for _ in range(4):  # each cell under the corpus runs' 12 s cell limit; together past their 40 s per submission
+        nb.cells.append(_code("import time\ntime.sleep(11)"))
     cases["slow_past_submission_limit"] = Case(nb, full, notes_contain=["was stopped"])
     nb = reference()
     nb.cells.append(_code(HUGE_PRINT))

@@ -178,7 +178,8 @@ def test_cluster_run_interrupted_then_resumed_equals_a_local_run(dask_cluster, p
     ws = tmp_path / "ws"
     client = subprocess.Popen(
         [sys.executable, "-m", "grading.grade", ASSIGNMENT, str(subs), "--workspace", str(ws), "--db-url", postgres,
-         "--cluster", dask_cluster["address"], "--timeout", "20", "--submission-timeout", "150", "--quiet"],
+         "--cluster", dask_cluster["address"], "--timeout", str(LIMITS["cell_timeout_s"]),
+         "--submission-timeout", str(LIMITS["submission_timeout_s"]), "--quiet"],  # the same fingerprint as below
         env=_env(REPO_ROOT), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "client.log", "wb"))
     state = ws / f"state_{ASSIGNMENT}.json"
 

@@ -50,7 +50,7 @@ def new_figure(figsize: Tuple[float, float] = (6, 4), **kwargs) -> CourseFigure:
     return CourseFigure(figsize=figsize, **kwargs)
 
 
-def _undrawn_under_nbgrader(plot: Callable[..., Figure]) -> Callable[..., Figure]:
+def _undrawn_in_grader_kernels(plot: Callable[..., Figure]) -> Callable[..., Figure]:
     """``plot`` as is, except in the grader's kernels: an empty figure at once when no ``axes`` are given."""
 
     @functools.wraps(plot)
@@ -78,7 +78,7 @@ def _kde_line(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return np.exp(-0.5 * z**2).sum(axis=1) / (values.size * bandwidth * np.sqrt(2 * np.pi))
 
 
-@_undrawn_under_nbgrader
+@_undrawn_in_grader_kernels
 def plot_dists(
     values: Mapping[str, np.ndarray],
     color: str = "C0",
@@ -128,7 +128,7 @@ def activation_titles(values: Mapping[str, np.ndarray]) -> Dict[str, str]:
     return {key: f"{key} ({np.shape(a)[-1]} outputs)" for key, a in values.items()}
 
 
-@_undrawn_under_nbgrader
+@_undrawn_in_grader_kernels
 def plot_weight_distribution(
     model: torch.nn.Module, color: str = "C0", axes: Optional[Sequence[Axes]] = None
 ) -> Figure:
@@ -139,7 +139,7 @@ def plot_weight_distribution(
     return fig
 
 
-@_undrawn_under_nbgrader
+@_undrawn_in_grader_kernels
 def plot_gradient_distribution(
     model: torch.nn.Module,
     images: torch.Tensor,
@@ -154,7 +154,7 @@ def plot_gradient_distribution(
     return fig
 
 
-@_undrawn_under_nbgrader
+@_undrawn_in_grader_kernels
 def plot_activation_distribution(
     model: torch.nn.Module, images: torch.Tensor, color: str = "C0", axes: Optional[Sequence[Axes]] = None
 ) -> Figure:
@@ -256,7 +256,7 @@ def plot_training_curves(results: Mapping[str, Dict], ax: Optional[Axes] = None)
     return ax
 
 
-@_undrawn_under_nbgrader
+@_undrawn_in_grader_kernels
 def plot_variances_by_depth(
     variances_by_run: Mapping[str, Mapping[str, Mapping[str, float]]], axes: Optional[Sequence[Axes]] = None
 ) -> Figure:
@@ -289,7 +289,7 @@ def plot_variances_by_depth(
     return fig
 
 
-@_undrawn_under_nbgrader
+@_undrawn_in_grader_kernels
 def plot_image_grid(
     images: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str], ncols: int = 8, nrows: int = 2
 ) -> Figure:
@@ -304,7 +304,7 @@ def plot_image_grid(
     return fig
 
 
-@_undrawn_under_nbgrader
+@_undrawn_in_grader_kernels
 def plot_layer_variances(
     variances_by_run: Mapping[str, Mapping[str, Mapping[str, float]]], axes: Optional[Sequence[Axes]] = None,
     title_suffix: str = "",
@@ -333,7 +333,7 @@ def plot_layer_variances(
     return fig
 
 
-@_undrawn_under_nbgrader
+@_undrawn_in_grader_kernels
 def plot_accuracy_by_depth(
     accuracy: Mapping[str, Mapping[str, Mapping[int, float]]], axes: Optional[Sequence[Axes]] = None
 ) -> Figure:

@@ -83,7 +83,7 @@ def export_options(argv: Optional[list[str]]) -> argparse.Namespace:
 
 
 def write_exports(assignment: str, settings: GradingSettings, options: argparse.Namespace) -> int:
-    """Write the similarity report and LMS files asked for; 0, or 2 when one could not be written."""
+    """Write the similarity report and LMS files asked for; 0, 1 when rows were left out, 2 when one failed."""
     from grading.reports import lms, similarity
 
     code = 0
@@ -99,7 +99,8 @@ def write_exports(assignment: str, settings: GradingSettings, options: argparse.
             if out is not None:
                 grades = Path(settings.workspace) / f"grades_{assignment}.csv"
                 for warning in lms.export(kind, grades, out, roster=options.roster, name=assignment):
-                    print(f"WARNING: {kind}: {warning}", file=sys.stderr)
+                    print(f"!! {kind}: {warning}", file=sys.stderr)
+                    code = max(code, 1)
                 print(f"{kind} import file: {out}", file=sys.stderr)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -120,9 +121,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"!! {row.student_id}: {row.status}: {' | '.join(row.notes)}", file=sys.stderr)
     print(f"graded {len(report.graded_now)} in {report.seconds:.1f} s; grades: {report.csv_path}; "
           f"feedback: {report.csv_path.parent / 'feedback'}", file=sys.stderr)
-    if write_exports(assignment, settings, exports):
-        return 2
-    return 1 if report.attention() else 0
+    return max(write_exports(assignment, settings, exports), 1 if report.attention() else 0)
 
 
 if __name__ == "__main__":

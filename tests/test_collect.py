@@ -74,7 +74,49 @@ def test_collect_maps_folders_flat_names_zips_and_patterns(tmp_path):
         z.writestr(zipfile.ZipInfo("Jane Doe_123_assignsubmission_file_/v2.ipynb", (2024, 1, 2, 0, 0, 0)), "{2}")
     subs, _ = collect(archive, pattern=r"^[^_]+_(?P<student_id>\d+)_")
     assert [(s.student_id, s.origin) for s in subs] == [("123", "Jane Doe_123_assignsubmission_file_/v2.ipynb")]
-    assert "graded the newest" in subs[0].notes[0] and subs[0].read() == b"{2}"
+    assert "WARNING: 2 notebooks handed in; graded the newest" in subs[0].notes[0] and subs[0].read() == b"{2}"
+
+
+def test_homonyms_of_an_lms_download_stay_two_students(tmp_path):
+    """Canvas file names and Moodle folders key students by the LMS's id: same names, two students."""
+    archive = tmp_path / "canvas.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(zipfile.ZipInfo("smithjohn_2001_501_optimization.ipynb", (2024, 1, 1, 0, 0, 0)), "{1}")
+        z.writestr(zipfile.ZipInfo("smithjohn_2002_502_optimization.ipynb", (2024, 1, 2, 0, 0, 0)), "{2}")
+        z.writestr(zipfile.ZipInfo("smithjohn_LATE_2002_503_optimization-1.ipynb", (2024, 1, 3, 0, 0, 0)), "{3}")
+    subs, warnings = collect(archive)
+    assert not warnings
+    by_origin = {s.origin: s for s in subs}
+    assert sorted(by_origin) == ["smithjohn_2001_501_optimization.ipynb",
+                                 "smithjohn_LATE_2002_503_optimization-1.ipynb"]
+    assert [s.student_name for s in subs] == ["smithjohn", "smithjohn"]
+    assert len({s.student_id for s in subs}) == 2
+    late = by_origin["smithjohn_LATE_2002_503_optimization-1.ipynb"]
+    assert late.read() == b"{3}" and late.notes[0].startswith("WARNING: 2 notebooks handed in")
+    folder = tmp_path / "moodle"
+    _notebook(folder, "John Smith_11_assignsubmission_file_/optimization.ipynb", "{11}")
+    _notebook(folder, "John Smith_12_assignsubmission_file_/optimization.ipynb", "{12}")
+    subs, warnings = collect(folder)
+    assert not warnings and [s.student_name for s in subs] == ["John Smith", "John Smith"]
+    assert sorted(s.read() for s in subs) == [b"{11}", b"{12}"] and len({s.student_id for s in subs}) == 2
+    # the id depends on the LMS id and the name alone: the same student keeps it across batches
+    again, _ = collect(folder)
+    assert [s.student_id for s in again] == [s.student_id for s in subs]
+
+
+def test_a_file_name_that_is_not_utf8_is_kept_escaped(tmp_path):
+    """A Latin-1 file name beside a UTF-8 one: both collected, the bytes escaped losslessly, with a note."""
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    (folder / b"Zo\xeb_optimization.ipynb".decode("utf-8", "surrogateescape")).write_text("{latin}")
+    _notebook(folder, "Zoë_optimization.ipynb", "{utf8}")
+    subs, warnings = collect(folder)
+    assert not warnings and len(subs) == 2 and len({s.student_id for s in subs}) == 2
+    latin = next(s for s in subs if s.read() == b"{latin}")
+    assert latin.origin == "Zo\\xeb_optimization.ipynb" and latin.student_name == "Zo\\xeb"
+    assert "not valid UTF-8" in latin.notes[0]
+    for sub in subs:
+        (sub.origin + sub.student_name + sub.student_id + " ".join(sub.notes)).encode("utf-8")
 
 
 def test_a_shared_id_is_resolved_with_the_long_hash(tmp_path, monkeypatch):

@@ -230,6 +230,22 @@ def test_pathological_cells_do_not_break_the_check(optimization):
     assert any(f.startswith("cell 3: a code cell of") and "too large" in f for f in flags)
 
 
+@pytest.mark.slow
+def test_a_flood_of_cells_gives_a_bounded_list_of_flags(optimization):
+    """300,000 changed cells (past the notebook's budget) and 500 flagged ones: at most MAX_FLAGS + 1 flags,
+    the cells past the budget counted in one flag, the rest as "and N more"."""
+    from grading.intake.flags import MAX_FLAGS
+
+    release, nb = optimization
+    code = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None}
+    cells = [dict(code, source="import ctypes")] * 500 + [dict(code, source=f"x = {i:07d}") for i in range(300_000)]
+    cells.append(dict(code, source="y = 0\n" * 400_000))  # past the budget, also too large
+    nb = nbformat.from_dict({**nb, "cells": [*nb.cells, *cells]})
+    flags = review_flags(nb, release)
+    assert len(flags) == MAX_FLAGS + 1 and flags[-1].startswith("... and ")
+    assert flags[0].endswith("ctypes") and int(flags[-1].split()[2]) >= 500 - MAX_FLAGS
+
+
 DEEPER_DELEGATIONS = [
     ("adamw", "class AdamW(OptimizerTemplate):\n    def __init__(self, params, lr=1e-3, **kw):\n"
               "        super().__init__(params, lr)\n        self.inner = torch.optim.AdamW(self.params, lr=lr)\n"

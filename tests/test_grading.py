@@ -10,8 +10,11 @@ import csv
 import dataclasses
 import html
 import json
+import os
 import socket
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -21,6 +24,7 @@ from grading_corpus.cases import build_corpus
 from grading import api, grade
 from grading.authoring.release import release_path
 from grading.course import ASSIGNMENTS, REPO_ROOT, source_notebook
+from grading.reports import lms, similarity, tables
 from grading.reports.feedback import find_leaks, grading_code_lines
 from grading.running.workspace import scrub_lines
 from grading.sandbox.launcher import bwrap_available
@@ -41,6 +45,17 @@ DEEPER_SUBSET = ("untouched_release", "reference", "one_mistake", "lsuv_ignores_
 # Students whose names must stay apart: each folder gets a copy of the reference or the release.
 NAMES = {"张三": "reference", "李四": "untouched_release", "Zoë": "reference", "Zoé": "untouched_release",
          "Ng, Anh": "reference", "Ng Anh": "untouched_release"}
+# Files as LMS downloads and odd file systems name them (relative path as bytes -> the case it copies):
+# namesakes told apart by their Canvas user id and Moodle participant id, a Latin-1 file name, a formula.
+FORMULA_NAME = "=1+2+cmd|' -C calc'!A0"
+LMS_FILES = {b"smithjohn_2001_501_initialization.ipynb": "reference",
+             b"smithjohn_2002_502_initialization.ipynb": "untouched_release",
+             b"John Smith_11_assignsubmission_file_/initialization.ipynb": "untouched_release",
+             b"John Smith_12_assignsubmission_file_/initialization.ipynb": "reference",
+             b"Zo\xeb_initialization.ipynb": "reference",
+             FORMULA_NAME.encode() + b"_13_assignsubmission_file_/initialization.ipynb": "reference",
+             b"flood_of_empty_cells/initialization.ipynb": "reference+empty_cells"}
+EMPTY_CELLS = 300_000
 
 
 def read_csv(path: Path) -> dict[str, dict]:
@@ -54,7 +69,7 @@ def read(assignment: str, where: Path) -> nbformat.NotebookNode:
 
 
 def grade_corpus(assignment: str, root: Path, canary_dir: Path, names=None, db_url=None, people=NAMES,
-                 **settings) -> dict:
+                 files=None, **settings) -> dict:
     """Write the corpus to folders, grade it through grading.api, return cases, rows and paths."""
     ws = root / "ws"
     listener = socket.socket()
@@ -76,6 +91,15 @@ def grade_corpus(assignment: str, root: Path, canary_dir: Path, names=None, db_u
     for person, like in people.items():
         (subs / person).mkdir(parents=True)
         nbformat.write(cases[like].notebook, str(subs / person / f"{assignment}.ipynb"))
+    for relative, like in (files or {}).items():
+        path = os.path.join(os.fsencode(subs), relative)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        data = json.loads(nbformat.writes(cases[like.removesuffix("+empty_cells")].notebook))
+        if like.endswith("+empty_cells"):  # a flood of empty cells after the answer (written as JSON: fast)
+            data["cells"] += [{"cell_type": "code", "id": f"e{i}", "source": "", "metadata": {}, "outputs": [],
+                               "execution_count": None} for i in range(EMPTY_CELLS)]
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f)
     config = GradingSettings(workspace=ws, db_url=db_url, canary_dir=canary_dir, **{**CORPUS_SETTINGS, **settings})
     try:
         report = api.grade(assignment, subs, config)
@@ -90,7 +114,7 @@ def grade_corpus(assignment: str, root: Path, canary_dir: Path, names=None, db_u
 @pytest.fixture(scope="module")
 def init_corpus(tmp_path_factory, canary_dir):
     """The whole corpus of the initialization assignment, graded with --jobs 2."""
-    return grade_corpus("initialization", tmp_path_factory.mktemp("init"), canary_dir)
+    return grade_corpus("initialization", tmp_path_factory.mktemp("init"), canary_dir, files=LMS_FILES)
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +226,59 @@ def test_students_with_similar_names_stay_apart(init_corpus):
     for name, like in NAMES.items():
         assert rows[name]["student_name"] == name
         assert float(rows[name]["total"]) == (full if like == "reference" else 0.0), name
+
+
+def test_namesakes_odd_file_names_and_formulas_from_lms_downloads(init_corpus, tmp_path):
+    """Namesakes in Canvas and Moodle downloads are graded apart and reach the right LMS rows; a Latin-1
+    file name is graded; a formula as a name is inert in the grade CSV, both LMS files and the similarity CSV;
+    a reference with 300,000 empty cells after it is graded like the reference."""
+    full = sum(init_corpus["cases"]["reference"].expected.values())
+    by_origin = {row["origin"]: row for row in init_corpus["ids"].values()}
+    for relative, like in LMS_FILES.items():
+        row = by_origin[relative.decode("utf-8", "backslashreplace")]
+        assert row["status"] == "graded" and float(row["total"]) == (0 if like == "untouched_release" else full), row
+    assert f"{EMPTY_CELLS} empty cells removed" in by_origin["flood_of_empty_cells/initialization.ipynb"]["notes"]
+    assert "not valid UTF-8" in by_origin["Zo\\xeb_initialization.ipynb"]["notes"]
+    grades = init_corpus["ws"] / "grades_initialization.csv"
+    canvas, moodle = tmp_path / "canvas.csv", tmp_path / "moodle.csv"
+    lms.export("canvas", grades, canvas)
+    lms.export("moodle", grades, moodle, moodle_format="worksheet")
+    _, canvas_rows = tables.read_dicts(canvas)
+    assert {(r["Student"], r["ID"], float(r["initialization"])) for r in canvas_rows[1:]} == {
+        ("smithjohn", "2001", full), ("smithjohn", "2002", 0.0)}
+    _, moodle_rows = tables.read_dicts(moodle)
+    assert {(r["Identifier"], r["Full name"], float(r["Grade"])) for r in moodle_rows} == {
+        ("Participant 11", "John Smith", 0.0), ("Participant 12", "John Smith", full),
+        ("Participant 13", "'" + FORMULA_NAME, full)}
+    pairs_csv, _, _ = similarity.similarity_report("initialization", init_corpus["ws"])
+    for path in (grades, canvas, moodle, pairs_csv):
+        with open(path, newline="", encoding="utf-8") as f:
+            cells = [cell for row in csv.reader(f) for cell in row]
+        assert not [c for c in cells if c.startswith(tables.FORMULA_STARTS) and not tables.NUMBER.fullmatch(c)]
+    assert "'" + FORMULA_NAME in grades.read_text(encoding="utf-8")
+
+
+def test_workspace_notebooks_are_inert_and_nbgrader_feedback_is_refused(init_corpus):
+    """The formgrader's notebooks keep no active output type; `nbgrader generate_feedback --force`, run as an
+    instructor would in the workspace, is refused with a message naming grading.grade and changes no page."""
+    ws = init_corpus["ws"]
+    graded = list((ws / "autograded").glob("*/initialization/initialization.ipynb"))
+    assert len(graded) >= len(init_corpus["cases"])
+    for path in graded:
+        nb = nbformat.read(str(path), as_version=4)
+        assert "widgets" not in nb.metadata and all(c.cell_type != "raw" for c in nb.cells), path
+        for cell in nb.cells:
+            for output in cell.get("outputs", []):
+                assert set(output.get("data", {})) <= {"text/plain", "text/html", "image/png", "image/jpeg"}, path
+                assert "<script" not in str(output.get("data", {}).get("text/html", "")).lower(), path
+    pages = {p: p.read_bytes() for p in (ws / "feedback").rglob("*.html")}
+    assert pages
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", "initialization", "--force"],
+                         cwd=ws, env=env, capture_output=True, text=True, timeout=300)
+    assert "python -m grading.grade writes the students' pages" in run.stdout + run.stderr
+    assert {p: p.read_bytes() for p in (ws / "feedback").rglob("*.html")} == pages
+    assert not [p for p in ws.rglob("*.html") if "BEGIN HIDDEN TESTS" in p.read_text(errors="replace")]
 
 
 def test_sqlite_gradebook_matches_the_csv_after_two_workers(init_corpus):

@@ -162,10 +162,15 @@ def test_cli_over_a_workspace(tmp_path, canvas_grades, capsys):
     ws.root.mkdir()
     ws.grades_csv().write_bytes(canvas_grades.read_bytes())
     out = tmp_path / "out" / "canvas.csv"
+    # two rows left out (one unreadable, one without a Canvas id): written, but exit 1 with a !! line each
     assert main(["canvas", "optimization", str(out), "--workspace", str(ws.root),
-                 "--canvas-assignment-id", "7"]) == 0
+                 "--canvas-assignment-id", "7"]) == 1
     assert read(out)[0][-1] == "optimization (7)"
-    assert "WARNING: nobody" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "!! canvas: nobody: no Canvas user id" in err and "!! canvas: broken: status unreadable" in err
+    ws.grades_csv().write_bytes(b"student_id,student_name,origin,total,max_total,status\n"
+                                b"doejane,doejane,doejane_1234_98765_optimization.ipynb,3,10,graded\n")
+    assert main(["canvas", "optimization", str(out), "--workspace", str(ws.root)]) == 0
     assert main(["moodle", "optimization", str(out), "--workspace", str(tmp_path / "missing")]) == 2
 
 
@@ -201,9 +206,11 @@ def test_grade_cli_writes_the_exports_after_grading(tmp_path, canvas_grades, cap
     ws.grades_csv().write_bytes(canvas_grades.read_bytes())
     argv = ["optimization", "subs.zip", "--workspace", str(ws.root), "--canvas", str(tmp_path / "c.csv"),
             "--moodle", str(tmp_path / "m.csv"), "--similarity"]
-    assert write_exports("optimization", GradingSettings(workspace=ws.root), export_options(argv)) == 0
+    assert write_exports("optimization", GradingSettings(workspace=ws.root), export_options(argv)) == 2
     assert read(tmp_path / "c.csv")[1][0] == "    Points Possible"
-    assert read(tmp_path / "m.csv")[0][0] == "Identifier"  # no participant folders: every row left out...
     err = capsys.readouterr().err
-    assert "WARNING: moodle: doejane: no Moodle participant id" in err  # ...with a warning each
+    assert "!! canvas: nobody: no Canvas user id" in err
+    # a Moodle file from a Canvas zip: no participant folders, not one row: an error, no header-only file
+    assert not (tmp_path / "m.csv").exists()
+    assert "error: no student could be written to the moodle file" in err and "no Moodle participant id" in err
     assert "WARNING: no similarity report" in err  # no placed submissions in this workspace

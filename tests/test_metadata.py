@@ -214,3 +214,19 @@ def test_malformed_nbgrader_metadata_is_dropped(corpus):
     repaired, notes, _ = prepared(nb, release)
     assert ids(repaired) == ids(release)
     assert sum("malformed nbgrader metadata dropped" in n for n in notes) == 2
+
+
+@pytest.mark.slow
+def test_a_flood_of_cells_is_cut_or_refused_in_bounded_time():
+    """300,000 empty cells are dropped (with a note) and the answer kept; 6,000 cells of code are refused."""
+    from grading.intake.metadata import MAX_CELLS, TooManyCells, prepare_submission
+
+    release = nbformat.read(str(release_notebook("optimization")), as_version=4)
+    data = json.loads(nbformat.writes(release))
+    empty = {"cell_type": "code", "source": "", "metadata": {}, "outputs": [], "execution_count": None}
+    data["cells"] += [dict(empty, id=f"e{i}") for i in range(300_000)]
+    nb, notes, _ = prepare_submission(json.dumps(data), release)
+    assert "300000 empty cells removed" in notes and len(nb.cells) == len(release.cells)
+    data["cells"] += [dict(empty, id=f"p{i}", source="pass") for i in range(MAX_CELLS + 1)]
+    with pytest.raises(TooManyCells, match="not graded"):
+        prepare_submission(json.dumps(data), release)

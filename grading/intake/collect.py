@@ -3,11 +3,16 @@
 Rules, first match wins (paths are relative to the folder or zip root, with '/' separators):
 1. ``--pattern REGEX`` (like nbgrader zip_collect's ``FileNameCollectorPlugin.named_regexp``): a
    regular expression with a named group ``student_id``, searched in the relative path;
-2. a notebook inside a folder: the first folder names the student (``alice/optimization.ipynb``,
+2. an LMS download (``lms_student_of``): a Canvas file name ``lastfirst[_LATE]_<user id>_<submission
+   id>_<name>`` or a Moodle folder ``<Full Name>_<participant id>_assignsubmission_<plugin>_``: the
+   student is the LMS's id, the name kept beside it, so two students with the same name stay two;
+3. a notebook inside a folder: the first folder names the student (``alice/optimization.ipynb``,
    or nbgrader's own ``submitted/alice/optimization/optimization.ipynb``);
-3. a notebook at the top: the name is the file name up to the first ``_`` (``alice_optimization.ipynb``).
-When a student has several notebooks, the newest is graded (the others are reported). Whatever the
-file is called, it is graded as the assignment's notebook.
+4. a notebook at the top: the name is the file name up to the first ``_`` (``alice_optimization.ipynb``).
+When one student (one key) has several notebooks, the newest is graded and the row carries a WARNING
+naming the others (it needs a look: a resubmission, or two files where one was expected). Whatever the
+file is called, it is graded as the assignment's notebook. A file name that is not valid UTF-8 is kept
+losslessly with its undecodable bytes escaped (``Zo\\xeb_optimization.ipynb``), with a note.
 
 Student ids (``student_id_of``): the name as found (NFC-normalized, so a macOS zip's decomposed
 ``Zoë`` is the same student) when it is already a safe id (``[A-Za-z0-9_][A-Za-z0-9._-]*``, at most
@@ -40,6 +45,9 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable, Iterator, Optional
 
 IGNORED_PARTS = ("__MACOSX", ".ipynb_checkpoints")
+# The download formats of the LMSs: Canvas names files, Moodle names folders, each with its own id.
+CANVAS_FILE = re.compile(r"^(?P<name>[^_]+)_(?:LATE_)?(?P<user>\d+)_(?P<submission>\d+)_")
+MOODLE_FOLDER = re.compile(r"^(?P<name>.+?)_(?P<participant>\d+)_assignsubmission_[a-z]+_?$")
 CHUNK = 1 << 20
 SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,39}")
 HASHED_ID = re.compile(r".*-[0-9a-f]{10}(?:[0-9a-f]{6})?")
@@ -113,8 +121,32 @@ def student_id_of(name: str, digits: int = HASH_DIGITS) -> str:
     return f"{_slug(name)}-{hashlib.sha256(name.encode()).hexdigest()[:digits]}"
 
 
+def lms_student_of(relative: str) -> Optional[tuple[str, str]]:
+    """(name, LMS id) of a path in a Canvas or Moodle download, or None (the id: ``canvas-7``, ``moodle-9``)."""
+    path = PurePosixPath(relative)
+    canvas = CANVAS_FILE.match(path.name)
+    if canvas:
+        return canvas["name"], f"canvas-{canvas['user']}"
+    for part in path.parts[:-1]:
+        moodle = MOODLE_FOLDER.match(part)
+        if moodle:
+            return moodle["name"], f"moodle-{moodle['participant']}"
+    return None
+
+
+def student_key_of(relative: str, pattern: Optional[str]) -> Optional[tuple[str, str]]:
+    """(key, name) of a relative path: notebooks with one key are one student's; None when no rule applies."""
+    if not pattern:
+        lms = lms_student_of(relative)
+        if lms:
+            name = unicodedata.normalize("NFC", lms[0].strip())
+            return f"{name}_{lms[1]}", name
+    name = student_of(relative, pattern)
+    return (name, name) if name else None
+
+
 def student_of(relative: str, pattern: Optional[str]) -> Optional[str]:
-    """The student name (as found, NFC) of a relative path, or None when no rule applies."""
+    """The student name (as found, NFC) of a relative path by the pattern or the folder and file rules."""
     if pattern:
         found = re.search(pattern, relative)
         name = found.group("student_id") if found else None
@@ -135,6 +167,7 @@ class _Entry:
     timestamp: dt.datetime
     opener: Optional[Callable[[], BinaryIO]]  # None: a symbolic link, left out
     compressed: Optional[int]  # zip members only
+    note: str = ""
 
 
 def _zip_entries(path: Path) -> Iterator[_Entry]:
@@ -168,12 +201,22 @@ def _folder_entries(path: Path) -> Iterator[_Entry]:
             if not name.endswith(".ipynb"):
                 continue
             file = Path(folder) / name
-            relative = file.relative_to(path).as_posix()
+            relative, note = printable_path(file.relative_to(path).as_posix())
             if file.is_symlink():
                 yield _Entry(relative, dt.datetime.fromtimestamp(0), None, None)
                 continue
             stamp = dt.datetime.fromtimestamp(file.stat().st_mtime)
-            yield _Entry(relative, stamp, lambda file=file: open(file, "rb"), None)
+            yield _Entry(relative, stamp, lambda file=file: open(file, "rb"), None, note)
+
+
+def printable_path(relative: str) -> tuple[str, str]:
+    """A path as valid text (undecodable bytes escaped as ``\\xNN``) and a note when it needed that."""
+    try:
+        relative.encode("utf-8")
+        return relative, ""
+    except UnicodeEncodeError:  # os.walk hands undecodable bytes over as lone surrogates
+        escaped = os.fsencode(relative).decode("utf-8", "backslashreplace")
+        return escaped, f"the file name is not valid UTF-8: its bytes are kept escaped ({escaped})"
 
 
 def _entries(path: Path) -> Iterator[_Entry]:
@@ -237,8 +280,8 @@ def collect(path: Path, pattern: Optional[str] = None, limits: Optional[CollectL
         relative = entry.relative
         if any(part in IGNORED_PARTS for part in PurePosixPath(relative).parts):
             continue
-        name = student_of(relative, pattern)
-        if name is None:
+        key = student_key_of(relative, pattern)
+        if key is None:
             warnings.append(f"{relative}: no student id (see the instructor docs for file-name rules)")
             continue
         if entry.opener is None:
@@ -258,17 +301,19 @@ def collect(path: Path, pattern: Optional[str] = None, limits: Optional[CollectL
             warnings.append(f"{relative}: unreadable ({type(exc).__name__}: {exc}), left out")
             continue
         budget -= size
-        sub = Submission("", name, relative, entry.timestamp, size, digest, entry.opener, limits.max_notebook_bytes)
-        found.setdefault(name, []).append(sub)
+        sub = Submission("", key[1], relative, entry.timestamp, size, digest, entry.opener, limits.max_notebook_bytes,
+                         [entry.note] if entry.note else [])
+        found.setdefault(key[0], []).append(sub)
     ids, id_warnings = _assign_ids(set(found))
     warnings += id_warnings
     submissions = []
-    for name, items in sorted(found.items(), key=lambda item: ids[item[0]]):
+    for key, items in sorted(found.items(), key=lambda item: ids[item[0]]):
         items.sort(key=lambda s: (s.timestamp, s.origin))
         chosen = items[-1]
-        chosen.student_id = ids[name]
+        chosen.student_id = ids[key]
         if len(items) > 1:
             others = ", ".join(s.origin for s in items[:-1])
-            chosen.notes.append(f"{len(items)} notebooks handed in; graded the newest, not {others}")
+            chosen.notes.append(f"WARNING: {len(items)} notebooks handed in; graded the newest ({chosen.origin}), "
+                                f"not {others}")
         submissions.append(chosen)
     return submissions, warnings

@@ -41,7 +41,9 @@ DEFAULT_ALIASES = {"np": "numpy", "nn": "torch.nn", "F": "torch.nn.functional"}
 MONITORED_ROOTS = ("torch", "numpy", "course_lib", "random", "math", "IPython", "sys", "os")
 ALLOWED_ASSIGNMENTS = ("torch.backends.",)
 MAX_CELL_CHARS = 200_000  # larger changed cells are flagged as unchecked
+MAX_FLAGS = 20  # per submission: then a count
 MAX_TOTAL_CHARS = 2_000_000  # per notebook; cells past it are flagged as unchecked
+MAX_CHECKED_CELLS = 5_000  # per notebook, likewise (a flood of tiny cells)
 MAX_TRANSFORM_CHARS = 50_000  # IPython's TransformerManager is slow (about 10 us a character)
 EXERCISE_NAMES = frozenset(e.name for exercises in EXERCISES.values() for e in exercises)
 
@@ -545,21 +547,30 @@ def review_flags(submission: NotebookNode, release: NotebookNode) -> list[str]:
     """Short labels ('cell 7: touches sys.modules') for what the student changed that needs a human look."""
     release_sources = {c.source for c in release.cells if c.cell_type == "code"}
     release_lines = {line.strip() for s in release_sources for line in s.splitlines() if line.strip()}
-    parsed, budget = {}, MAX_TOTAL_CHARS
-    for index, cell in enumerate(submission.cells):
-        if cell.cell_type == "code" and len(cell.source) <= min(MAX_CELL_CHARS, budget):
+    parsed, budget, unchecked = {}, MAX_TOTAL_CHARS, 0
+    for index, cell in enumerate(submission.cells):  # every code cell: the release's bind names too
+        if cell.cell_type != "code":
+            continue
+        if len(cell.source) <= min(MAX_CELL_CHARS, budget) and len(parsed) < MAX_CHECKED_CELLS:
             budget -= len(cell.source)
             parsed[index] = _parse(cell.source)
+        elif cell.source in release_sources or is_locked(cell):
+            continue
+        elif len(cell.source) > MAX_CELL_CHARS:
+            parsed[index] = "too large"
+        else:
+            unchecked += 1
     try:
-        resolver = _Resolver(_aliases(p[0] for p in parsed.values() if p))
+        resolver = _Resolver(_aliases(p[0] for p in parsed.values() if isinstance(p, tuple)))
     except RecursionError:  # absurdly nested code: resolve nothing through aliases
         resolver = _Resolver(dict(DEFAULT_ALIASES))
     flags: list[str] = []
+    seen: set[str] = set()
     for index, cell in enumerate(submission.cells):
-        if cell.cell_type != "code" or cell.source in release_sources or is_locked(cell):
+        if index not in parsed or cell.source in release_sources or is_locked(cell):
             continue
-        lines = cell.source.splitlines() if index in parsed else []
-        if index not in parsed:
+        lines = cell.source.splitlines() if isinstance(parsed[index], tuple) else []
+        if parsed[index] == "too large":
             findings = [(0, f"a code cell of {len(cell.source) // 1000} kB, too large to check automatically")]
         elif parsed[index] is None:
             findings = list(_regex_findings(cell.source))
@@ -575,6 +586,12 @@ def review_flags(submission: NotebookNode, release: NotebookNode) -> list[str]:
             if 0 < line <= len(lines) and lines[line - 1].strip() in release_lines:
                 continue
             flag = f"cell {index}: {label}"
-            if flag not in flags:
+            if flag not in seen:
+                seen.add(flag)
                 flags.append(flag)
+    if unchecked:
+        flags.append(f"{unchecked} code cells past the first {MAX_TOTAL_CHARS // 1000} kB or {MAX_CHECKED_CELLS} "
+                     "cells of code, not checked automatically")
+    if len(flags) > MAX_FLAGS:
+        flags = flags[:MAX_FLAGS] + [f"... and {len(flags) - MAX_FLAGS} more flags"]
     return flags

@@ -40,6 +40,7 @@ TAIL_CHARS = 500
 MAX_CANDIDATES = 300  # cells after the last match looked at for one release cell
 SEMANTIC_KEYS = ("grade", "solution", "locked", "points", "task")
 METADATA_KEYS = ("nbgrader", "editable", "deletable")
+MAX_CELLS = 5_000  # per submission, once empty cells are dropped (the releases have about 50)
 
 
 def _kind(cell: NotebookNode) -> Optional[str]:
@@ -227,13 +228,35 @@ def _joined(value):
     return value
 
 
-def read_notebook(text: str) -> NotebookNode:
-    """nbformat.reads, without its cost per line: multi-line strings are joined before nbformat sees them."""
+class TooManyCells(ValueError):
+    """A notebook with more cells than any honest submission has, even after its empty cells are dropped."""
+
+
+def _empty(cell: object) -> bool:
+    """A cell that holds nothing: no source, no output, no nbgrader metadata (an emptied answer cell is kept)."""
+    return (isinstance(cell, dict) and not _joined(cell.get("source", "")).strip() and not cell.get("outputs")
+            and not (isinstance(cell.get("metadata"), dict) and "nbgrader" in cell["metadata"]))
+
+
+def read_notebook(text: str, notes: Optional[list[str]] = None) -> NotebookNode:
+    """nbformat.reads, without its cost per line: multi-line strings are joined before nbformat sees them.
+
+    Empty cells are dropped when there are more than MAX_CELLS (a note says how many); a notebook that still
+    has more raises TooManyCells, so repair costs a bounded time whatever the notebook holds.
+    """
     try:
         data = json.loads(text)
     except ValueError:
         return nbformat.reads(text, as_version=4)  # nbformat's own error message
     if isinstance(data, dict) and isinstance(data.get("cells"), list):
+        if len(data["cells"]) > MAX_CELLS:
+            kept = [cell for cell in data["cells"] if not _empty(cell)]
+            if notes is not None:
+                notes.append(f"{len(data['cells']) - len(kept)} empty cells removed")
+            if len(kept) > MAX_CELLS:
+                raise TooManyCells(f"{len(kept)} cells that are not empty, more than the {MAX_CELLS} a "
+                                   "submission may have: not graded")
+            data["cells"] = kept
         for cell in data["cells"]:
             if not isinstance(cell, dict):
                 continue
@@ -250,8 +273,9 @@ def read_notebook(text: str) -> NotebookNode:
 
 def prepare_submission(text: str, release: NotebookNode) -> tuple[NotebookNode, list[str], list[str]]:
     """Parse, normalize and repair a submitted notebook; return it, repair notes and review flags."""
-    nb = read_notebook(text)
-    notes = normalize(nb)
+    notes: list[str] = []
+    nb = read_notebook(text, notes)
+    notes += normalize(nb)
     notes += repair_metadata(nb, release)
     notes += restore_metadata(nb, release)
     return nb, notes, review_flags(nb, release)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import threading
 from pathlib import Path
 from typing import Iterable, Mapping
 
 from grading.course import COURSE_ID
+from grading.reports import tables
 
 # One writer at a time from this process (sqlite); other processes wait on the database's own lock.
 _LOCK = threading.Lock()
@@ -54,9 +54,4 @@ def write_csv(path: Path, rows: list[dict], cells: list[str]) -> None:
     """The grade table: one row per student, points per test cell, total, status, notes, flags."""
     fields = ["student_id", "student_name", "origin", *cells, "total", "max_total", "status", "notes",
               "review_flags", "feedback"]
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+    tables.write_dicts(path, fields, rows)

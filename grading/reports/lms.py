@@ -32,23 +32,21 @@ Only graded rows are written; the others (and students with no LMS identity) are
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
-import re
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping, Optional, Sequence
 
 from grading.course import ASSIGNMENTS, EXERCISES
+from grading.intake.collect import CANVAS_FILE, MOODLE_FOLDER
+from grading.reports import tables
 
 CANVAS_HEADER = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 CANVAS_POINTS = "    Points Possible"  # Canvas's own export writes four spaces before the label
 MOODLE_IDENTIFIERS = {"email": "Email address", "idnumber": "ID number", "username": "Username"}
 MOODLE_WORKSHEET = ("Identifier", "Full name", "Grade", "Maximum Grade", "Last modified (grade)", "Feedback comments")
 MOODLE_PARTICIPANT = "Participant "
-CANVAS_FILE = re.compile(r"^[^_]+_(?:LATE_)?(?P<user>\d+)_(?P<submission>\d+)_")
-MOODLE_FOLDER = re.compile(r"^(?P<name>.+?)_(?P<participant>\d+)_assignsubmission_[a-z]+_?$")
 
 
 @dataclass
@@ -97,20 +95,19 @@ def identity_from_origin(origin: str) -> Identity:
 
 def read_roster(path: Path) -> dict[str, Identity]:
     """student_id (or original name) -> Identity, from a roster CSV (UTF-8, a BOM allowed)."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        if "student_id" not in columns:
-            raise ValueError(f"{path}: a roster needs a student_id column (has {columns})")
-        unknown = set(columns) - {"student_id", *ROSTER_FIELDS}
-        if unknown:
-            raise ValueError(f"{path}: unknown roster columns {sorted(unknown)}; known: student_id, "
-                             + ", ".join(ROSTER_FIELDS))
-        roster = {}
-        for row in reader:
-            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-            if row.get("student_id"):
-                roster[row["student_id"]] = Identity(**{k: row.get(k, "") for k in ROSTER_FIELDS})
+    header, rows = tables.read_dicts(path)
+    columns = [c.strip() for c in header]
+    if "student_id" not in columns:
+        raise ValueError(f"{path}: a roster needs a student_id column (has {columns})")
+    unknown = set(columns) - {"student_id", *ROSTER_FIELDS}
+    if unknown:
+        raise ValueError(f"{path}: unknown roster columns {sorted(unknown)}; known: student_id, "
+                         + ", ".join(ROSTER_FIELDS))
+    roster = {}
+    for row in rows:
+        row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if isinstance(v, str)}
+        if row.get("student_id"):
+            roster[row["student_id"]] = Identity(**{k: row.get(k, "") for k in ROSTER_FIELDS})
     return roster
 
 
@@ -133,17 +130,16 @@ def _number(text: str) -> Optional[float]:
 def read_grades(path: Path) -> tuple[list[GradeRow], list[str]]:
     """The graded rows of a grade table, and a warning for each row left out (not graded)."""
     rows, warnings = [], []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        tests = {e.test_cell for exercises in EXERCISES.values() for e in exercises}
-        cells = [c for c in reader.fieldnames or [] if c in tests]  # the points of each graded test cell
-        for r in reader:
-            total, best = _number(r.get("total", "")), _number(r.get("max_total", ""))
-            if r.get("status") != "graded" or total is None or best is None:
-                warnings.append(f"{r.get('student_id')}: status {r.get('status') or 'unknown'}, no grade exported")
-                continue
-            rows.append(GradeRow(r["student_id"], r.get("student_name", ""), r.get("origin", ""), total, best,
-                                 {c: _number(r.get(c, "")) or 0.0 for c in cells}))
+    header, table = tables.read_dicts(path)
+    tests = {e.test_cell for exercises in EXERCISES.values() for e in exercises}
+    cells = [c for c in header if c in tests]  # the points of each graded test cell
+    for r in table:
+        total, best = _number(r.get("total", "")), _number(r.get("max_total", ""))
+        if r.get("status") != "graded" or total is None or best is None:
+            warnings.append(f"{r.get('student_id')}: status {r.get('status') or 'unknown'}, no grade exported")
+            continue
+        rows.append(GradeRow(r["student_id"], r.get("student_name", ""), r.get("origin", ""), total, best,
+                             {c: _number(r.get(c, "")) or 0.0 for c in cells}))
     return rows, warnings
 
 
@@ -225,9 +221,7 @@ def moodle_table(rows: Sequence[GradeRow], roster: Mapping[str, Identity], item:
 
 def write_table(path: Path, table: Iterable[Sequence[str]]) -> None:
     """A CSV file in UTF-8 (no BOM; both LMSs read UTF-8), every field quoted as Canvas's export does."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        csv.writer(f, quoting=csv.QUOTE_ALL).writerows(table)
+    tables.write_rows(path, table, quote_all=True)
 
 
 def export(kind: str, grades_csv: Path, out: Path, *, roster: Optional[Path] = None, name: Optional[str] = None,
@@ -243,12 +237,20 @@ def export(kind: str, grades_csv: Path, out: Path, *, roster: Optional[Path] = N
         table, more = moodle_table(rows, people, item, moodle_format, points=points)
     else:
         raise ValueError(f"unknown LMS {kind!r}: 'canvas' or 'moodle'")
+    if len(table) == (2 if kind == "canvas" else 1):  # the header alone: an import that would do nothing
+        reasons = (warnings + more)[:3] or ["the grade table has no row"]
+        raise NothingToImport(f"no student could be written to the {kind} file {out} (not written): "
+                              + "; ".join(reasons) + (" ..." if len(warnings + more) > 3 else ""))
     write_table(out, table)
     return warnings + more
 
 
+class NothingToImport(ValueError):
+    """Not one student of the grade table can be identified in the LMS's terms: no file is written."""
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    """Write an LMS import file from an already-graded workspace; 0 on success, 2 on error."""
+    """Write an LMS import file from a graded workspace; 0, 1 when rows were left out (``!!``), 2 on error."""
     from grading.running.workspace import Workspace
     from grading.settings import defaults
 
@@ -271,9 +273,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     for warning in warnings:
-        print(f"WARNING: {warning}", file=sys.stderr)
+        print(f"!! {args.lms}: {warning}", file=sys.stderr)
     print(f"{args.lms} import file: {args.out}", file=sys.stderr)
-    return 0
+    return 1 if warnings else 0
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ inline styles, student text escaped) into the workspace.
 from __future__ import annotations
 
 import argparse
-import csv
 import html
 import io
 import itertools
@@ -50,6 +49,7 @@ from grading.course import (
     release_notebook,
     source_notebook,
 )
+from grading.reports import tables
 from grading.running.workspace import Workspace
 
 NOISE_T = 20  # copydetect k: shortest run of filtered characters that counts as a match
@@ -229,10 +229,7 @@ def write_csv(path: Path, pairs: Sequence[Pair], keys: Sequence[str]) -> None:
     """The ranked pairs as CSV (UTF-8)."""
     fields = ["rank", "student_a", "student_b", "name_a", "name_b", "similarity", "similarity_a", "similarity_b",
               "shared_tokens", *keys, "reference_a", "reference_b"]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(csv_rows(pairs, keys))
+    tables.write_dicts(path, fields, csv_rows(pairs, keys))
 
 
 def _word(char: str) -> bool:
@@ -322,9 +319,8 @@ def render_html(assignment: str, pairs: Sequence[Pair], keys: Sequence[str], n_s
 def _names(ws: Workspace) -> dict[str, str]:
     """student_id -> original name, from the grade CSV when there is one."""
     try:
-        with open(ws.grades_csv(), newline="", encoding="utf-8") as f:
-            return {row["student_id"]: row.get("student_name", "") for row in csv.DictReader(f)}
-    except OSError:
+        return {row["student_id"]: row.get("student_name", "") for row in tables.read_dicts(ws.grades_csv())[1]}
+    except (OSError, KeyError):
         return {}
 
 

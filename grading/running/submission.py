@@ -30,7 +30,7 @@ import nbformat
 from grading import judging
 from grading.course import EXERCISES, Exercise
 from grading.intake.metadata import prepare_submission
-from grading.reports import gradebook
+from grading.reports import gradebook, safe_notebook
 from grading.reports.feedback import ExerciseFeedback, compose_feedback, find_leaks
 from grading.running.autograde_one import AutograderPool
 from grading.running.workspace import Workspace, tool_env
@@ -263,11 +263,25 @@ def _write_feedback(batch: Batch, result: StudentResult, judged: dict) -> None:
     result.feedback = str(target.relative_to(ws.root))
 
 
+def _sanitize_autograded(batch: Batch, result: StudentResult) -> None:
+    """Leave the formgrader only an inert copy of the graded notebook; none when it cannot be made inert."""
+    executed = batch.ws.autograded_notebook(result.student_id)
+    try:
+        safe_notebook.sanitize_file(executed)
+    except Exception as exc:  # unreadable as a notebook: nothing the formgrader should render
+        executed.unlink(missing_ok=True)
+        result.notes.append(f"autograded notebook removed from the workspace: it could not be made safe to "
+                            f"show ({type(exc).__name__})")
+
+
 def grade_submission(batch: Batch, result: StudentResult, seed: int, feedback: bool = True) -> StudentResult:
     """_grade_student that never raises: a failure is recorded in the row."""
     try:
-        return _grade_student(batch, result, seed, feedback)
+        result = _grade_student(batch, result, seed, feedback)
+        _sanitize_autograded(batch, result)
+        return result
     except Exception as exc:  # the batch goes on; the instructor sees why in the CSV
+        _sanitize_autograded(batch, result)
         result.status = "FAILED"
         result.notes.append(f"ERROR: grading failed: {type(exc).__name__}: {str(exc)[:500]}")
         (batch.ws.private("logs", result.student_id, ".grader.log")).write_text(traceback.format_exc())

@@ -42,6 +42,16 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
+# The students' pages are grading.grade's own (feedback/: sanitized, no hidden test). nbgrader's
+# generate_feedback would show every hidden test: it is pointed at another folder and refused there.
+def _refuse_nbgrader_feedback(**kwargs):
+    raise RuntimeError("nbgrader generate_feedback is disabled in this workspace: its pages would show the "
+                       "hidden tests. python -m grading.grade writes the students' pages into feedback/.")
+c.CourseDirectory.feedback_directory = "nbgrader_feedback_disabled"
+c.GenerateFeedback.pre_convert_hook = _refuse_nbgrader_feedback
+# The formgrader renders the autograded notebooks, already made inert (grading.reports.safe_notebook);
+# nbconvert sanitizes them once more where the formgrader reads this file.
+c.HTMLExporter.sanitize_html = True
 '''
 
 

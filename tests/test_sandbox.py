@@ -574,6 +574,35 @@ def test_a_cells_printed_output_is_cut_and_the_next_cell_prints_again(shared):
     assert shared.run("print('after the flood')").strip() == "after the flood"
 
 
+def test_a_cells_displayed_output_is_cut_and_the_next_cell_displays_again(shared):
+    """Rich outputs of every type count: 48 x 50 MB displays reach the grader as 16 MB at most, with a note."""
+    def displayed(code: str) -> list[str]:
+        out: list[str] = []
+
+        def hook(msg: dict) -> None:
+            if msg["msg_type"] in ("display_data", "execute_result"):
+                out.append(json.dumps(msg["content"]["data"]))
+
+        shared.kc.execute_interactive(code, output_hook=hook, timeout=120)
+        return out
+
+    flood = displayed("from IPython.display import display\nblob = 'x' * 50_000_000\n"
+                      "for _ in range(48):\n    display({'text/html': blob, 'text/plain': 'p'}, raw=True)")
+    assert sum(map(len, flood)) < 16 * 2**20 + 1000 and "[output cut: this cell displayed more than" in flood[-1]
+    assert displayed("display({'text/plain': 'after the flood'}, raw=True)") == ['{"text/plain": "after the flood"}']
+
+
+def test_the_autograde_process_heap_is_capped():
+    """limit_memory: past the cap a notebook's outputs end in MemoryError; the hard limit stays for the kernel."""
+    code = ("import resource\nfrom grading.running.autograde_one import limit_memory\n"
+            "hard = resource.getrlimit(resource.RLIMIT_DATA)[1]\nlimit_memory(512)\n"
+            "assert resource.getrlimit(resource.RLIMIT_DATA) == (512 * 2**20, hard)\n"
+            "try:\n    held = [('x' * 100_000_000) + str(i) for i in range(10)]\n"
+            "except MemoryError:\n    print('MemoryError')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.stdout.strip() == "MemoryError", out.stderr
+
+
 @pytest.mark.slow
 @needs_root_bwrap
 @needs_cgroups

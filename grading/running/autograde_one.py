@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import select
 import signal
 import subprocess
@@ -29,6 +30,10 @@ from typing import Optional
 from grading.sandbox.launcher import IO_ENV
 
 RECYCLE_AFTER = 25  # submissions one process serves before a fresh one takes over (bounds its memory)
+# Heap of this process (RLIMIT_DATA, soft): what a notebook's outputs can make nbgrader hold, e.g. a cell
+# displaying fifty 50 MB outputs, ends in a MemoryError or this process's death, and the row says so; the
+# kernel is not bound by it (the launcher restores the hard limit; the kernel has its cgroup).
+MEMORY_MB = 2048
 
 
 def _reason(outcome: dict) -> str:
@@ -65,9 +70,18 @@ def _serve_one(request: dict) -> dict:
         return {"executed": False, "error": f"{type(error).__name__}: {error}"[-3000:]}
 
 
+def limit_memory(megabytes: int = MEMORY_MB) -> None:
+    """Cap this process's heap (soft RLIMIT_DATA; the hard limit stays for the kernel launcher to restore)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    limit = megabytes * 2**20 if hard == resource.RLIM_INFINITY else min(megabytes * 2**20, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+
+
 def serve(reply_fd: int) -> None:
     """Answer requests from stdin until it closes."""
     import nbgrader.apps  # noqa: F401 (nbgrader and nbformat, imported once for every submission)
+
+    limit_memory()
 
     with os.fdopen(reply_fd, "w", buffering=1) as replies:
         for line in sys.stdin:
@@ -130,7 +144,10 @@ class Autograder:
                 self.close()
                 return {"executed": False, "error": ""}
             answer += chunk
-        return json.loads(answer)
+        outcome = json.loads(answer)
+        if not outcome.get("executed"):  # a failed run (a MemoryError, say) may leave this process unwell
+            self.served = RECYCLE_AFTER
+        return outcome
 
 
 class AutograderPool:

@@ -88,14 +88,49 @@ def cap_stream_output(limit: int = OUTPUT_LIMIT):
     return lambda *args: state.update(used=0)
 
 
+DISPLAY_LIMIT = 16 * 2**20  # characters of rich outputs (HTML, images, JSON...) one cell may display
+
+
+def _size(data) -> int:
+    if isinstance(data, str):
+        return len(data)
+    if isinstance(data, dict):
+        return sum(len(str(k)) + _size(v) for k, v in data.items())
+    if isinstance(data, (list, tuple)):
+        return sum(_size(v) for v in data)
+    return len(repr(data))
+
+
+def cap_display_output(limit: int = DISPLAY_LIMIT):
+    """Replace what one cell displays past ``limit`` characters (every MIME type) by a line saying so; return
+    the reset to call before each cell. A courtesy, like ``cap_stream_output``: the autograde process has its
+    own memory limit for notebooks that undo it."""
+    from ipykernel.zmqshell import ZMQDisplayPublisher
+
+    publish, state = ZMQDisplayPublisher.publish, {"used": 0}
+
+    def capped_publish(self, data, metadata=None, *args, **kwargs):
+        state["used"] += _size(data) + _size(metadata or {})
+        if state["used"] <= limit:
+            return publish(self, data, metadata, *args, **kwargs)
+        if state["used"] - _size(data) - _size(metadata or {}) <= limit:  # the first output past the limit
+            note = f"[output cut: this cell displayed more than {limit // 2**20} MB]"
+            return publish(self, {"text/plain": note}, {})
+        return None
+
+    ZMQDisplayPublisher.publish = capped_publish
+    return lambda *args: state.update(used=0)
+
+
 def start_kernel(connection_file: str) -> None:
     """Run IPython's kernel on ``connection_file`` until it is shut down."""
     from ipykernel.kernelapp import IPKernelApp
 
-    reset = cap_stream_output()
+    resets = [cap_stream_output(), cap_display_output()]
     app = IPKernelApp.instance()
     app.initialize(["-f", connection_file, "--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=40"])
-    app.shell.events.register("pre_run_cell", reset)
+    for reset in resets:
+        app.shell.events.register("pre_run_cell", reset)
     app.start()
 
 

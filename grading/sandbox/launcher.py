@@ -501,6 +501,8 @@ def _set_limits(settings: SandboxSettings, nproc: bool) -> None:
     fsize = settings.file_size_mb * 2**20
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _, data_hard = resource.getrlimit(resource.RLIMIT_DATA)  # the autograde process's own heap cap is not the kernel's
+    resource.setrlimit(resource.RLIMIT_DATA, (data_hard, data_hard))
     if settings.address_space_mb:
         mem = settings.address_space_mb * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (mem, mem))

@@ -44,6 +44,12 @@ class Case:
     folder: str = ""  # the submission's folder name, when it is not the case's name
 
 
+# Rich outputs of 48 x 50 MB: the kernel cuts them after 16 MB of a cell.
+DISPLAY_FLOOD = """from IPython.display import display
+blob = "x" * 50_000_000
+for _ in range(48):
+    display({"text/plain": blob}, raw=True)"""
+
 def _strip_markers(source: str) -> str:
     """Source without the BEGIN/END SOLUTION marker lines."""
     return "\n".join(line for line in source.splitlines() if "### BEGIN SOLUTION" not in line
@@ -338,6 +344,9 @@ def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, s
     nb = reference()
     nb.cells.insert(2, _code("hog = bytearray(64 * 2**30)"))
     cases["allocates_too_much"] = Case(nb, full, ["MemoryError"])
+    nb = reference()
+    nb.cells.append(_code(DISPLAY_FLOOD))
+    cases["displays_2_gb"] = Case(nb, full, ["[output cut: this cell displayed more than 16 MB]"])
 
     # -- the hostile student
     nb = stubbed()

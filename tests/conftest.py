@@ -39,9 +39,13 @@ def small_fashion(fashion) -> FashionMNISTSplits:
 
 
 @pytest.fixture(scope="session")
-def canary_dir(tmp_path_factory) -> Path:
-    """One canary folder for every batch of the test run: each assignment's canary is graded once."""
-    return tmp_path_factory.mktemp("canary")
+def canary_dir(tmp_path_factory, worker_id) -> Path:
+    """One canary folder for every batch of the test run, pytest-xdist's workers included (the canary
+    locks it): each assignment's canary is graded once."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if worker_id != "master" else base) / "canary"
+    root.mkdir(exist_ok=True)
+    return root
 
 
 @pytest.fixture(autouse=True)

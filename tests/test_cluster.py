@@ -172,7 +172,7 @@ def test_sqlite_gradebook_is_refused_on_a_remote_cluster(tmp_path):
 
 def test_cluster_run_interrupted_then_resumed_equals_a_local_run(dask_cluster, postgres, tmp_path):
     """The CLI's client is killed after its first result; a re-run grades only what is missing; the CSV,
-    report and feedback pages equal a --jobs 1 run of the same batch in the same workspace (pages differ
+    report and feedback pages equal a local --jobs 2 run of the same batch in the same workspace (pages differ
     only in the batch's timestamp, which says when a batch ran); the gradebook holds one submission each."""
     subs, cases = write_batch(tmp_path)
     ws = tmp_path / "ws"
@@ -212,7 +212,7 @@ def test_cluster_run_interrupted_then_resumed_equals_a_local_run(dask_cluster, p
     on_cluster = outputs(ws)
     assert len([k for k in on_cluster if k.endswith(".html")]) == len(cases)
 
-    local = GradingSettings(workspace=ws, db_url=postgres, jobs=1, force=True, canary=False, **LIMITS)
+    local = GradingSettings(workspace=ws, db_url=postgres, jobs=2, force=True, canary=False, **LIMITS)
     assert set(api.grade(ASSIGNMENT, subs, local).graded_now) == set(cases)
     here = outputs(ws)
     assert here.keys() == on_cluster.keys()
@@ -358,6 +358,6 @@ def test_cluster_benchmark_quick_mode():
     out = subprocess.run([sys.executable, "benchmarks/cluster_speed.py", "--quick"], cwd=REPO_ROOT,
                          env=_env(REPO_ROOT), capture_output=True, text=True, check=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
-    for key in ("jobs2_per_min", "cluster1_per_min", "cluster2_per_min", "speedup_2_workers", "overhead_pct"):
+    for key in ("jobs2_per_min", "cluster2_per_min", "overhead_pct"):
         assert key in result, key
     assert result["quick"] is True and result["cluster2_per_min"] > 0

@@ -6,6 +6,7 @@ is kept beside the workspace, keyed by everything it depends on, so it runs once
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import sys
@@ -79,6 +80,13 @@ def run_canary(assignment: str, settings: GradingSettings, fingerprint: str) -> 
     Its verdict is kept in ``settings.canary_dir`` (default WORKSPACE/canary), keyed by all it depends on:
     a batch that finds a passing verdict with the same key does not run it again."""
     root = Path(settings.canary_dir) if settings.canary_dir else Path(settings.workspace) / "canary"
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f"lock_{assignment}", "w") as lock:  # batches sharing the folder: one runs, the others wait
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _run_canary_locked(assignment, settings, fingerprint, root)
+
+
+def _run_canary_locked(assignment: str, settings: GradingSettings, fingerprint: str, root: Path) -> None:
     ws = Workspace(root, assignment)
     marker = root / f"verdict_{assignment}.json"
     key = _canary_key(fingerprint)

@@ -43,12 +43,19 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 # The students' pages are grading.grade's own (feedback/: sanitized, no hidden test). nbgrader's
-# generate_feedback would show every hidden test: it is pointed at another folder and refused there.
-def _refuse_nbgrader_feedback(**kwargs):
-    raise RuntimeError("nbgrader generate_feedback is disabled in this workspace: its pages would show the "
-                       "hidden tests. python -m grading.grade writes the students' pages into feedback/.")
+# generate_feedback would show every hidden test: it is pointed at another folder, and its only
+# preprocessor fails every notebook before a page is written (nbgrader then removes what it started).
+from nbconvert.preprocessors import Preprocessor
+
+
+class RefuseNbgraderFeedback(Preprocessor):
+    def __call__(self, nb, resources):
+        raise RuntimeError("nbgrader generate_feedback is disabled in this workspace: its pages would show the "
+                           "hidden tests. python -m grading.grade writes the students' pages into feedback/.")
+
+
 c.CourseDirectory.feedback_directory = "nbgrader_feedback_disabled"
-c.GenerateFeedback.pre_convert_hook = _refuse_nbgrader_feedback
+c.GenerateFeedback.preprocessors = [RefuseNbgraderFeedback]
 # The formgrader renders the autograded notebooks, already made inert (grading.reports.safe_notebook);
 # nbconvert sanitizes them once more where the formgrader reads this file.
 c.HTMLExporter.sanitize_html = True

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from grading.intake.collect import collect
 from grading.reports import gradebook
+from grading.reports.class_report import write_class_report
 from grading.reports.feedback import grading_code_lines
 from grading.running.canary import run_canary
 from grading.running.local import grade_locally
@@ -206,3 +207,8 @@ def _export(batch: Batch, students: dict[str, StudentResult]) -> None:
     report = {s: {"status": r.status, "points": r.points, "verdicts": r.verdicts, "notes": r.notes,
                   "review_flags": r.flags, "seconds": r.seconds} for s, r in sorted(students.items())}
     ws.report_json().write_text(json.dumps(report, indent=1))
+    try:
+        if students:  # an empty batch (a workspace being set up) has no class to show
+            write_class_report(ws.root, ws.assignment)
+    except Exception as exc:  # the grades are written: a report that fails says so and costs nothing else
+        print(f"WARNING: no class report ({type(exc).__name__}: {exc})", file=sys.stderr)

@@ -11,6 +11,7 @@ import dataclasses
 import html
 import json
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -279,6 +280,45 @@ def test_workspace_notebooks_are_inert_and_nbgrader_feedback_is_refused(init_cor
     assert run.returncode != 0 and "python -m grading.grade writes the students' pages" in run.stdout + run.stderr
     assert {p: p.read_bytes() for p in (ws / "feedback").rglob("*.html")} == pages
     assert not [p for p in ws.rglob("*.html") if "BEGIN HIDDEN TESTS" in p.read_text(errors="replace")]
+
+
+def test_class_report_counts_what_the_csv_and_report_hold(init_corpus, tmp_path):
+    """The class report written by the batch: status counts and totals as in the CSV, the one-mistake case
+    under its diagnosis, hostile cases under their flags, reference copies close to the reference once the
+    similarity report exists; a page with no script, alt text on its figure, no sideways scroll at 390 px."""
+    from collections import Counter
+
+    from grading.reports.class_report import write_class_report
+    from tests.site_helpers import SiteServer, chromium
+
+    ws, ids = init_corpus["ws"], init_corpus["ids"]
+    summary = json.loads((ws / "class_initialization.json").read_text())
+    assert summary["status"] == dict(Counter(r["status"] for r in ids.values()))
+    assert len(summary["totals"]) == sum(r["status"] == "graded" for r in ids.values())
+    one = init_corpus["rows"]["one_mistake"]["student_id"]
+    assert any(one in m["students"] for e in summary["exercises"].values() for m in e["mistakes"])
+    forger = init_corpus["rows"]["displayhook_forgery"]["student_id"]
+    assert any(forger in who and "IPython" in kind for kind, who in summary["flags"].items())
+    similarity.similarity_report("initialization", ws)
+    report = write_class_report(ws, "initialization")
+    close = dict(json.loads(report.json.read_text())["similarity"]["close_to_reference"])
+    assert init_corpus["rows"]["reference"]["student_id"] in close
+    page = report.html.read_text()
+    assert "<script" not in page and "default-src 'none'" in page
+    alts = re.findall(r'<img [^>]*alt="([^"]*)"', page)
+    assert alts and all(len(a) > 40 and "Histograms of the points" in a for a in alts)
+    with open(report.csv, newline="", encoding="utf-8") as f:
+        assert not [c for row in csv.reader(f) for c in row
+                    if c.startswith(tables.FORMULA_STARTS) and not tables.NUMBER.fullmatch(c)]
+    with SiteServer(ws) as server:
+        driver = chromium(tmp_path / "profile")
+        try:
+            driver.set_window_size(390, 900)
+            driver.get(f"{server.url}/{report.html.name}")
+            assert driver.execute_script("return document.scrollingElement.scrollWidth <= window.innerWidth")
+            assert driver.execute_script("return document.images[0].naturalWidth") > 500  # the figure decoded
+        finally:
+            driver.quit()
 
 
 def test_sqlite_gradebook_matches_the_csv_after_two_workers(init_corpus):

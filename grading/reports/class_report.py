@@ -1,0 +1,262 @@
+"""The class at a glance: one static page per graded assignment, beside the grade CSV, with its numbers as
+JSON and CSV.
+
+    python -m grading.report WORKSPACE ASSIGNMENT   (every grading run also writes it)
+
+Read from what a batch leaves in the workspace (the grade CSV, the JSON report, the similarity CSV when
+there is one), it shows: the status counts; the distribution of the totals and of each exercise's points;
+for every property, how many graded students passed it, and for each diagnosis the grader gave (the
+sentence the students saw) how many students got it, most common first; the review flags by kind with
+the students behind them; the seconds per submission and the slowest submissions; and the similarity
+summary, with each student's similarity to the reference solution. The page has no script, no external
+file and escapes every student-given text; each figure is a PNG with a text alternative.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import re
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from grading.course import EXERCISES
+from grading.reports import tables
+from grading.running.workspace import Workspace, test_cell_points
+
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+CELL_PREFIX = re.compile(r"^cell \d+: ")
+SLOWEST = 5
+REFERENCE_SIMILARITY = 0.5  # at or above it, a student is listed as close to the reference solution
+
+
+@dataclass
+class ClassReport:
+    """Where a class report was written."""
+
+    html: Path
+    json: Path
+    csv: Path
+
+
+def _diagnosis(message: str) -> str:
+    """The first sentence of a property's message: the diagnosis without this student's numbers."""
+    first = re.split(r"(?<=[.;:])\s", message.strip(), maxsplit=1)[0]
+    return re.sub(r"-?\d+(\.\d+)?(e-?\d+)?", "#", first) or "(no message)"
+
+
+def summarize(workspace: Path, assignment: str) -> dict[str, Any]:
+    """The class's numbers from a graded workspace (see the module doc)."""
+    ws = Workspace(workspace, assignment)
+    _, rows = tables.read_dicts(ws.grades_csv())
+    report = json.loads(ws.report_json().read_text()) if ws.report_json().is_file() else {}
+    points = test_cell_points(ws.source_notebook())
+    exercises = EXERCISES[assignment]
+    graded = [r for r in rows if r.get("status") == "graded"]
+    attention = [r["student_id"] for r in rows if r.get("status") != "graded"
+                 or any(n.strip().startswith(("ERROR", "WARNING")) for n in r.get("notes", "").split(" | "))]
+    summary: dict[str, Any] = {
+        "assignment": assignment,
+        "students": len(rows),
+        "status": dict(Counter(r.get("status", "") for r in rows)),
+        "needs_attention": sorted(attention),
+        "max_total": sum(points[e.test_cell] for e in exercises),
+        "totals": sorted(float(r["total"]) for r in graded if r.get("total") not in ("", None)),
+        "exercises": {},
+    }
+    for e in exercises:
+        scores = [float(r[e.test_cell]) for r in graded if r.get(e.test_cell) not in ("", None)]
+        passed: dict[str, int] = {}
+        mistakes: dict[str, dict[str, Any]] = {}
+        for sid, entry in report.items():
+            verdict = (entry.get("verdicts") or {}).get(e.key)
+            if entry.get("status") != "graded" or not verdict:
+                continue
+            for prop in verdict.get("properties", []):
+                passed.setdefault(prop["name"], 0)
+                if prop.get("passed"):
+                    passed[prop["name"]] += 1
+                    continue
+                key = f"{prop['name']}\0{_diagnosis(prop.get('message', ''))}"
+                found = mistakes.setdefault(key, {"property": prop["name"], "diagnosis": _diagnosis(
+                    prop.get("message", "")), "message": prop.get("message", ""), "students": []})
+                found["students"].append(sid)
+        summary["exercises"][e.key] = {
+            "name": e.name, "points": points[e.test_cell], "scores": sorted(scores),
+            "full_marks": sum(1 for s in scores if abs(s - points[e.test_cell]) < 1e-9),
+            "properties": [{"name": n, "passed": c, "judged": len([1 for s in report.values()
+                                                                  if s.get("status") == "graded"])}
+                           for n, c in passed.items()],
+            "mistakes": sorted(mistakes.values(), key=lambda m: (-len(m["students"]), m["property"])),
+        }
+    flags: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        for flag in filter(None, (f.strip() for f in r.get("review_flags", "").split(" | "))):
+            kind = CELL_PREFIX.sub("", flag)
+            if r["student_id"] not in flags[kind]:
+                flags[kind].append(r["student_id"])
+    summary["flags"] = dict(sorted(flags.items(), key=lambda item: (-len(item[1]), item[0])))
+    seconds = {sid: (entry.get("seconds") or {}).get("nbgrader") for sid, entry in report.items()}
+    seconds = {sid: s for sid, s in seconds.items() if isinstance(s, (int, float))}
+    summary["seconds"] = {
+        "median": round(statistics.median(seconds.values()), 2) if seconds else None,
+        "max": round(max(seconds.values()), 2) if seconds else None,
+        "slowest": [{"student_id": sid, "seconds": round(s, 2)}
+                    for sid, s in sorted(seconds.items(), key=lambda item: -item[1])[:SLOWEST]],
+    }
+    summary["similarity"] = _similarity(ws)
+    return summary
+
+
+def _similarity(ws: Workspace) -> Optional[dict[str, Any]]:
+    """The top pairs and every student's similarity to the reference, from the similarity CSV if written."""
+    path = ws.root / f"similarity_{ws.assignment}.csv"
+    if not path.is_file():
+        return None
+    _, pairs = tables.read_dicts(path)
+    reference: dict[str, float] = {}
+    for p in pairs:
+        for side in ("a", "b"):
+            value = float(p.get(f"reference_{side}") or 0)
+            reference[p[f"student_{side}"]] = max(reference.get(p[f"student_{side}"], 0.0), value)
+    return {"top_pairs": [{"student_a": p["student_a"], "student_b": p["student_b"],
+                           "similarity": float(p["similarity"])} for p in pairs[:5]],
+            "close_to_reference": sorted(([s, round(v, 3)] for s, v in reference.items()
+                                          if v >= REFERENCE_SIMILARITY), key=lambda item: -item[1])}
+
+
+# ------------------------------------------------------------------------------------------ page
+
+def _histograms(summary: dict[str, Any]) -> tuple[str, str]:
+    """One PNG (data URI) of small histograms: the totals, then each exercise's points; and its alt text."""
+    import matplotlib
+    from matplotlib.ticker import MaxNLocator
+
+    from course_lib.plotting import new_figure
+
+    panels = [("total", summary["totals"], summary["max_total"])] + [
+        (e["name"], e["scores"], e["points"]) for e in summary["exercises"].values()]
+    columns = min(2, len(panels))  # two columns: still readable on a phone
+    rows = -(-len(panels) // columns)
+    fig = new_figure((3.0 * columns, 2.3 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    described = []
+    for ax, (title, values, best) in zip(axes, panels):
+        if values:
+            ax.hist(values, bins=min(20, max(5, len(set(values)))), range=(0, best), color="C0", edgecolor="white")
+            described.append(f"{title}: median {statistics.median(values):g} of {best:g}, lowest {min(values):g}, "
+                             f"highest {max(values):g}, {sum(1 for v in values if abs(v - best) < 1e-9)} with "
+                             "full marks")
+        else:
+            described.append(f"{title}: no student graded")
+        ax.set(xlim=(0, best), xlabel=f"points (of {best:g})", ylabel="students", title=title)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    with matplotlib.rc_context({"savefig.dpi": 150}):
+        fig.savefig(buffer, format="png")
+    alt = (f"Histograms of the points of {len(summary['totals'])} graded students, total then per exercise. "
+           + "; ".join(described) + ".")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(), alt
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th scope=\"col\">{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _students(ids: list[str], limit: int = 12) -> str:
+    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def render(summary: dict[str, Any]) -> str:
+    """The page: a static HTML document with no script."""
+    a = summary["assignment"]
+    parts = [f"<h1>Class report: {html.escape(a)}</h1>",
+             f"<p>{summary['students']} student{'s' if summary['students'] != 1 else ''}; "
+             + "; ".join(f"{html.escape(k)}: {v}" for k, v in sorted(summary["status"].items()))
+             + f"; needing attention: {len(summary['needs_attention'])}"
+             + (f" ({html.escape(_students(summary['needs_attention']))})" if summary["needs_attention"] else "")
+             + ".</p>", "<h2>Points</h2>", '<div class="figures">']
+    uri, alt = _histograms(summary)
+    parts.append(f'<figure><img src="{uri}" alt="{html.escape(alt)}"><figcaption>Points of the graded students: '
+                 "the total, then each exercise.</figcaption></figure>")
+    parts.append("</div><h2>Properties and mistakes</h2>")
+    parts.append("<p>For each exercise: how many graded students passed each property, then each diagnosis "
+                 "the grader gave (numbers replaced by #), most common first.</p>")
+    for e in summary["exercises"].values():
+        parts.append(f"<h3>{html.escape(e['name'])} ({e['points']:g} points; full marks: {e['full_marks']} of "
+                     f"{len(e['scores'])})</h3>")
+        parts.append(_table(["property", "passed", "of"], [[p["name"], p["passed"], p["judged"]]
+                                                            for p in e["properties"]]))
+        if e["mistakes"]:
+            parts.append(_table(["students", "property", "what the students read", "who"],
+                                [[len(m["students"]), m["property"], m["diagnosis"], _students(m["students"])]
+                                 for m in e["mistakes"]]))
+    parts.append("<h2>Review flags</h2>")
+    parts.append(_table(["students", "flag", "who"], [[len(ids), kind, _students(ids)]
+                                                      for kind, ids in summary["flags"].items()])
+                 if summary["flags"] else "<p>No review flag.</p>")
+    sec = summary["seconds"]
+    parts.append("<h2>Time</h2>")
+    parts.append(f"<p>nbgrader's run per submission: median {sec['median']} s, longest {sec['max']} s.</p>"
+                 if sec["median"] is not None else "<p>No timing recorded.</p>")
+    if sec["slowest"]:
+        parts.append(_table(["student", "seconds"], [[s["student_id"], s["seconds"]] for s in sec["slowest"]]))
+    parts.append("<h2>Similarity</h2>")
+    sim = summary["similarity"]
+    if sim is None:
+        parts.append("<p>No similarity report in this workspace (grade with <code>--similarity</code>).</p>")
+    else:
+        parts.append(_table(["student", "student", "similarity"],
+                            [[p["student_a"], p["student_b"], p["similarity"]] for p in sim["top_pairs"]]))
+        parts.append(f"<p>Students at least {REFERENCE_SIMILARITY:g} similar to the reference solution:</p>")
+        parts.append(_table(["student", "similarity to the reference"], sim["close_to_reference"])
+                     if sim["close_to_reference"] else "<p>None.</p>")
+    return _document(f"Class report: {a}", parts)
+
+
+def _document(title: str, body: list[str]) -> str:
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
+            + "\n".join(body) + "\n</main>\n</body>\n</html>\n")
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 64rem; margin: 1.5rem auto; padding: 0 1rem; color: #222; }
+.scroll { overflow-x: auto; max-width: 100%; }
+table { border-collapse: collapse; margin: 0.6rem 0; }
+td, th { border: 1px solid #bbb; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
+.figures { display: flex; flex-wrap: wrap; gap: 0.8rem; }
+figure { margin: 0; max-width: 100%; }
+figure img { width: 100%; max-width: 44rem; height: auto; }
+figcaption { font-size: 0.85rem; color: #444; }
+"""
+
+
+def write_class_report(workspace: Path, assignment: str) -> ClassReport:
+    """Write class_ASSIGNMENT.html, .json and .csv into the workspace; return their paths."""
+    ws = Workspace(workspace, assignment)
+    summary = summarize(workspace, assignment)
+    out = ClassReport(ws.root / f"class_{assignment}.html", ws.root / f"class_{assignment}.json",
+                      ws.root / f"class_{assignment}.csv")
+    out.html.write_text(render(summary))
+    out.json.write_text(json.dumps(summary, indent=1))
+    rows = []  # per property: who passed it, then who got each diagnosis
+    for key, e in summary["exercises"].items():
+        for prop in e["properties"]:
+            rows.append([key, prop["name"], "(passed)", prop["passed"], prop["judged"], ""])
+            rows += [[key, m["property"], m["diagnosis"], len(m["students"]), prop["judged"], " ".join(m["students"])]
+                     for m in e["mistakes"] if m["property"] == prop["name"]]
+    tables.write_rows(out.csv, [["exercise", "property", "diagnosis", "students", "of", "who"], *rows])
+    return out

@@ -24,7 +24,7 @@ from grading_corpus.cases import build_corpus
 
 from grading import api, grade
 from grading.authoring.release import release_path
-from grading.course import ASSIGNMENTS, REPO_ROOT, source_notebook
+from grading.course import ASSIGNMENTS, EXERCISES, REPO_ROOT, source_notebook
 from grading.reports import lms, similarity, tables
 from grading.reports.feedback import find_leaks, grading_code_lines
 from grading.running.workspace import scrub_lines
@@ -305,6 +305,8 @@ def test_class_report_counts_what_the_csv_and_report_hold(init_corpus, tmp_path)
     assert init_corpus["rows"]["reference"]["student_id"] in close
     page = report.html.read_text()
     assert "<script" not in page and "default-src 'none'" in page
+    # one line per diagnosis and set of students: an exercise not started reads once, not once per property
+    assert 0 < page.count("your code raised NotImplementedError") <= len(EXERCISES["initialization"])
     alts = re.findall(r'<img [^>]*alt="([^"]*)"', page)
     assert alts and all(len(a) > 40 and "Histograms of the points" in a for a in alts)
     with open(report.csv, newline="", encoding="utf-8") as f:

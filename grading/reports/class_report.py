@@ -177,6 +177,14 @@ def _students(ids: list[str], limit: int = 12) -> str:
     return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
+def _grouped(mistakes: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...], list[str]]]:
+    """(diagnosis, students, properties): one entry per diagnosis given to the same students, most common first."""
+    groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for m in mistakes:
+        groups.setdefault((m["diagnosis"], tuple(m["students"])), []).append(m["property"])
+    return sorted(((d, ids, props) for (d, ids), props in groups.items()), key=lambda g: (-len(g[1]), g[0]))
+
+
 def render(summary: dict[str, Any]) -> str:
     """The page: a static HTML document with no script."""
     a = summary["assignment"]
@@ -191,16 +199,24 @@ def render(summary: dict[str, Any]) -> str:
                  "the total, then each exercise.</figcaption></figure>")
     parts.append("</div><h2>Properties and mistakes</h2>")
     parts.append("<p>For each exercise: how many graded students passed each property, then each diagnosis "
-                 "the grader gave (numbers replaced by #), most common first.</p>")
+                 "the grader gave (numbers replaced by #), most common first, with the properties it failed "
+                 "and the students who read it.</p>")
     for e in summary["exercises"].values():
         parts.append(f"<h3>{html.escape(e['name'])} ({e['points']:g} points; full marks: {e['full_marks']} of "
                      f"{len(e['scores'])})</h3>")
         parts.append(_table(["property", "passed", "of"], [[p["name"], p["passed"], p["judged"]]
                                                             for p in e["properties"]]))
         if e["mistakes"]:
-            parts.append(_table(["students", "property", "what the students read", "who"],
-                                [[len(m["students"]), m["property"], m["diagnosis"], _students(m["students"])]
-                                 for m in e["mistakes"]]))
+            every = len(e["properties"])
+            items = "".join(
+                f"<li><strong>{len(ids)} student{'s' if len(ids) != 1 else ''}</strong>, "
+                + ("every property" if len(props) == every > 1 else
+                   f"{'one property' if len(props) == 1 else f'{len(props)} properties'} "
+                   f"({html.escape(', '.join(props))})")
+                + f": <q>{html.escape(diagnosis)}</q><br>"
+                f"<span class=\"who\">{html.escape(_students(list(ids)))}</span></li>"
+                for diagnosis, ids, props in _grouped(e["mistakes"]))
+            parts.append(f'<ul class="mistakes">{items}</ul>')
     parts.append("<h2>Review flags</h2>")
     parts.append(_table(["students", "flag", "who"], [[len(ids), kind, _students(ids)]
                                                       for kind, ids in summary["flags"].items()])
@@ -241,6 +257,8 @@ td, th { border: 1px solid #bbb; padding: 0.25rem 0.5rem; text-align: left; vert
 figure { margin: 0; max-width: 100%; }
 figure img { width: 100%; max-width: 44rem; height: auto; }
 figcaption { font-size: 0.85rem; color: #444; }
+.mistakes li { margin: 0.4rem 0; overflow-wrap: anywhere; }
+.who { color: #444; font-size: 0.9rem; }
 """
 
 

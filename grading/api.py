@@ -45,6 +45,8 @@ from grading.running.submission import (
     exercises_of,
     repair,
     seed_salt,
+    verdicts_of,
+    write_feedback,
     write_submission,
 )
 from grading.running.workspace import (
@@ -59,7 +61,7 @@ from grading.running.workspace import (
 from grading.sandbox import launcher
 from grading.settings import GradingSettings
 
-__all__ = ["GradingError", "Report", "StudentResult", "grade"]
+__all__ = ["GradingError", "Report", "StudentResult", "export", "grade"]
 
 
 @dataclass
@@ -185,30 +187,68 @@ def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = Non
                   [j.result.student_id for j in todo], time.time() - started)
 
 
-def _export(batch: Batch, students: dict[str, StudentResult]) -> None:
-    """Write the grade CSV and the JSON report (always, whatever happened to single students)."""
+def _adjustments(grades: dict[str, tuple[Optional[float], float]]) -> dict[str, dict[str, Optional[float]]]:
+    """Test cell -> the grader's and the instructor's points, where the gradebook's score is not the grader's."""
+    return {cell: {"grader": auto, "instructor": round(score, 3)} for cell, (auto, score) in grades.items()
+            if abs(score - (auto or 0.0)) > 1e-9}
+
+
+def _export(batch: Batch, students: dict[str, StudentResult], all_pages: bool = False) -> None:
+    """Write the grade CSV, the JSON report and the class report from the gradebook (always, whatever happened
+    to single students), and the feedback page of every student whose points the instructor changed since it
+    was written (of every graded student with ``all_pages``)."""
     ws, cells = batch.ws, list(batch.points)
+    graded = [s for s, r in students.items() if r.status == "graded"]
     try:
-        recorded = gradebook.recorded_scores(batch.db_url, ws.assignment,
-                                             [s for s, r in students.items() if r.status == "graded"])
+        recorded = gradebook.recorded_grades(batch.db_url, ws.assignment, graded)
     except Exception as exc:  # a broken gradebook must not cost the table: use what this run computed
         print(f"WARNING: gradebook unreadable ({exc}); the CSV holds this run's scores", file=sys.stderr)
-        recorded = {}
+        recorded = None
+    for student in graded:
+        r = students[student]
+        adjustments = _adjustments(recorded.get(student, {})) if recorded is not None else r.adjustments
+        if adjustments != r.adjustments or (all_pages and r.verdicts):
+            r.adjustments = adjustments
+            try:
+                write_feedback(batch, r, verdicts_of(r))
+            except Exception as exc:  # the grades stand; the page is stale and the row says so
+                r.notes.append(f"ERROR: feedback page not rewritten ({type(exc).__name__})")
     rows = []
     for student, r in sorted(students.items()):
-        points = {**r.points, **recorded.get(student, {})} if r.status == "graded" else {}
+        points = {**r.points, **{c: a["instructor"] for c, a in r.adjustments.items()}} if r.status == "graded" else {}
+        by_hand = [f"{c} set by the instructor: {a['grader']} -> {a['instructor']}" for c, a in r.adjustments.items()]
         row = {"student_id": student, "student_name": r.student_name, "origin": r.origin,
                **{c: "" if points.get(c) is None else round(points[c], 3) for c in cells},
                "total": "" if r.status != "graded" else round(sum(points.get(c) or 0.0 for c in cells), 3),
-               "max_total": sum(batch.points.values()), "status": r.status, "notes": " | ".join(r.notes),
+               "max_total": sum(batch.points.values()), "status": r.status, "notes": " | ".join(r.notes + by_hand),
                "review_flags": " | ".join(r.flags), "feedback": r.feedback}
         rows.append(row)
     gradebook.write_csv(ws.grades_csv(), rows, cells)
-    report = {s: {"status": r.status, "points": r.points, "verdicts": r.verdicts, "notes": r.notes,
-                  "review_flags": r.flags, "seconds": r.seconds} for s, r in sorted(students.items())}
+    report = {s: {"status": r.status, "points": {**r.points, **{c: a["instructor"] for c, a in r.adjustments.items()}},
+                  "grader_points": r.points, "adjustments": r.adjustments, "verdicts": r.verdicts,
+                  "notes": r.notes, "review_flags": r.flags, "seconds": r.seconds} for s, r in sorted(students.items())}
     ws.report_json().write_text(json.dumps(report, indent=1))
     try:
         if students:  # an empty batch (a workspace being set up) has no class to show
             write_class_report(ws.root, ws.assignment)
     except Exception as exc:  # the grades are written: a report that fails says so and costs nothing else
         print(f"WARNING: no class report ({type(exc).__name__}: {exc})", file=sys.stderr)
+
+
+def export(assignment: str, settings: Optional[GradingSettings] = None) -> Report:
+    """Rewrite every export of a graded workspace from its gradebook, grading nothing: the grade CSV, the JSON
+    report, the class report and every feedback page (a score changed in nbgrader's formgrader shows as
+    set by the instructor). The LMS files are written from the CSV (``grading.reports.lms``)."""
+    settings = settings or GradingSettings()
+    started = time.time()
+    ws = Workspace(settings.workspace, assignment)
+    if not ws.state_file().is_file() or not ws.source_notebook().is_file():
+        raise GradingError(f"{ws.root} holds no graded {assignment} (run python -m grading.grade first)")
+    students = _load_state(ws)
+    points = {e.test_cell: test_cell_points(ws.source_notebook())[e.test_cell] for e in exercises_of(assignment)}
+    batch = Batch(ws, settings, settings.gradebook_url(), "", student_release(ws), points,
+                  scrub_lines(ws.source_notebook()) + grading_code_lines(), sandbox_settings(settings),
+                  batch_timestamp())
+    _export(batch, students, all_pages=True)
+    _save_state(ws, students)
+    return Report(assignment, students, points, ws.grades_csv(), ws.report_json(), [], time.time() - started)

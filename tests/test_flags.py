@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from grading.course import grade_id, is_solution, release_notebook, source_notebook
-from grading.intake.flags import DELEGATION, DELEGATION_DEPTH, DELEGATION_INIT, LABELS, review_flags
+from grading.intake.flags import DELEGATION, DELEGATION_DEPTH, DELEGATION_INIT, LABELS, delegation_label, review_flags
 
 sys.path.insert(0, str(Path(__file__).parent))
 from grading_corpus.cases import colab_round_trip  # noqa: E402
@@ -271,3 +271,53 @@ def test_deeper_delegations_are_flagged(notebooks, gid, source, label):
     outside = with_cell(copy.deepcopy(reference), "import torch\nfrom torch import nn\n"
                         "w = nn.init.orthogonal_(torch.empty(3, 3))\nopt = torch.optim.AdamW([w])")
     assert review_flags(outside, release) == []
+
+
+ROUTES = [  # (exercise, answer cell, the flag it must raise)
+    ("adam", "import torch.nn.functional as F\nclass Adam(OptimizerTemplate):\n    def update_param(self, p):\n"
+             "        F.torch.optim.Adam([p]).step()", DELEGATION),
+    ("adam", "import torch\nclass Adam(OptimizerTemplate):\n    def update_param(self, p):\n"
+             "        torch._fused_adam_([p], [p.grad], [], [], [], [], lr=0.1, beta1=0.9, beta2=0.99,\n"
+             "                           weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)",
+     delegation_label("torch._fused_adam_")),
+    ("adam", "import torch\nclass Adam(OptimizerTemplate):\n    def update_param(self, p):\n"
+             "        torch.ops.aten._fused_adamw_.default([p])", delegation_label("torch.ops.aten._fused_adamw_")),
+    ("sgd", "from course_lib.practice import make_optimizer\nclass SGD(OptimizerTemplate):\n"
+            "    def update_param(self, p):\n        make_optimizer('sgd', [p], self.lr).step()",
+     delegation_label("course_lib.practice")),
+    ("sgd_momentum", "from course_lib import explorer\nclass SGDMomentum(OptimizerTemplate):\n"
+                     "    def update_param(self, p):\n        explorer.optimizer_factories()",
+     delegation_label("course_lib.explorer")),
+    ("xavier_init", "from torch import nn\ndef xavier_init(model):\n    for name, p in model.named_parameters():\n"
+                    "        nn.init.xavier_uniform_(p) if 'weight' in name else p.data.zero_()",
+     delegation_label("torch.nn.init.xavier_uniform_")),
+    ("kaiming_init", "import torch\ndef kaiming_init(model):\n    for p in model.parameters():\n"
+                     "        torch.nn.init.kaiming_normal_(p) if p.dim() == 2 else p.data.zero_()",
+     delegation_label("torch.nn.init.kaiming_normal_")),
+]
+
+
+@pytest.mark.parametrize("gid, source, label", ROUTES, ids=[r[2] for r in ROUTES])
+def test_every_route_to_a_ready_implementation_is_flagged(notebooks, gid, source, label):
+    """torch.optim through another module, the fused kernels, nn.init's named initializers and the course
+    library's optimizer and initializer helpers, each in an answer cell, raise their delegation flag."""
+    assignment = next(a for a in ASSIGNMENTS if any(grade_id(c) == gid for c in notebooks[a][1].cells))
+    release, reference = notebooks[assignment]
+    nb = copy.deepcopy(reference)
+    cell = _solution_cell(nb, gid)
+    cell.source = source
+    assert label and f"cell {nb.cells.index(cell)}: {label}" in review_flags(nb, release)
+
+
+def test_samplers_in_an_initializer_are_no_delegation(notebooks):
+    """nn.init.normal_ and uniform_ draw the numbers an initializer chooses: no flag."""
+    release, reference = notebooks["initialization"]
+    nb = copy.deepcopy(reference)
+    _solution_cell(nb, "xavier_init").source = (
+        "import math\nfrom torch import nn\ndef xavier_init(model):\n    for name, p in model.named_parameters():\n"
+        "        if 'weight' in name:\n            bound = math.sqrt(6 / (p.shape[0] + p.shape[1]))\n"
+        "            nn.init.uniform_(p, -bound, bound)\n        else:\n            nn.init.zeros_(p)")
+    _solution_cell(nb, "var_init").source = (
+        "import torch\ndef var_init(model, std=0.01):\n    for p in model.parameters():\n"
+        "        torch.nn.init.normal_(p, 0.0, std)")
+    assert review_flags(nb, release) == []

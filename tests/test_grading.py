@@ -12,6 +12,7 @@ import html
 import json
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -24,7 +25,7 @@ from grading_corpus.cases import build_corpus
 
 from grading import api, grade
 from grading.authoring.release import release_path
-from grading.course import ASSIGNMENTS, EXERCISES, REPO_ROOT, source_notebook
+from grading.course import ASSIGNMENTS, COURSE_ID, EXERCISES, REPO_ROOT, source_notebook
 from grading.reports import lms, similarity, tables
 from grading.reports.feedback import find_leaks, grading_code_lines
 from grading.running.workspace import scrub_lines
@@ -39,7 +40,9 @@ CORPUS_SETTINGS = dict(jobs=2, cell_timeout_s=12, submission_timeout_s=40, quiet
 OPTIMIZATION_SUBSET = ("untouched_release", "reference", "displayhook_forgery", "ipython_machinery",
                        "frame_and_code_tampering", "forged_results", "full_control", "leaks_hidden_tests",
                        "warnings_on_stderr", "stripped_metadata", "duplicated_test_cell", "foreign_cell",
-                       "delegates_to_torch", "monkeypatch_torch", "one_mistake", "optimizer_nan")
+                       "delegates_to_torch", "monkeypatch_torch", "one_mistake", "optimizer_nan",
+                       "forged_evidence_added_cells", "forged_evidence_answer_cell", "touches_evidence",
+                       "honest_unusual_style")
 # The optional assignment: the reference, the release, its common mistakes, a delegation, forged results.
 DEEPER_SUBSET = ("untouched_release", "reference", "one_mistake", "lsuv_ignores_biases", "warmup_off_by_one",
                  "orthogonal_without_sign_fix", "delegates_to_torch", "forged_results")
@@ -141,7 +144,13 @@ def test_every_case_scores_its_expected_points(corpus_name, request):
     for name, case in corpus["cases"].items():
         row = corpus["rows"][name]
         got = {cell: float(row[cell]) if row[cell] != "" else None for cell in case.expected}
-        if row["status"] != "graded" or got != case.expected:
+        if case.stopped_partway:  # the exercises tested before the stop keep their points, the rest score 0
+            kept = [got[cell] == points for cell, points in case.expected.items()]
+            ok = row["status"] == "graded" and not all(kept) and kept == sorted(kept, reverse=True) \
+                and all(got[cell] == 0.0 for cell, k in zip(case.expected, kept) if not k)
+            if not ok:
+                wrong[name] = (row["status"], got, "a prefix of", case.expected, row["notes"][:400])
+        elif row["status"] != "graded" or got != case.expected:
             wrong[name] = (row["status"], got, case.expected, row["notes"][:400])
     assert not wrong, json.dumps(wrong, indent=1, ensure_ascii=False)
 
@@ -180,12 +189,13 @@ def test_autograded_notebooks_show_what_happened(init_corpus):
     for name, case in init_corpus["cases"].items():
         sid = init_corpus["rows"][name]["student_id"]
         path = init_corpus["ws"] / "autograded" / sid / "initialization" / "initialization.ipynb"
-        if case.output_contains:
-            text = path.read_text()
+        if case.output_contains:  # in the outputs (a cell's source is shown too, and must not count)
+            text = json.dumps([c.get("outputs", []) for c in json.loads(path.read_text())["cells"]])
             for expected in case.output_contains:
                 assert expected in text, (name, expected)
-    escaped = (init_corpus["ws"] / "autograded" / "reads_outside_and_network" / "initialization"
-               / "initialization.ipynb").read_text()
+    escaped = json.dumps([c.get("outputs", []) for c in json.loads(
+        (init_corpus["ws"] / "autograded" / "reads_outside_and_network" / "initialization"
+         / "initialization.ipynb").read_text())["cells"]])
     assert "network blocked" in escaped and "def judge" not in escaped
 
 
@@ -257,6 +267,42 @@ def test_namesakes_odd_file_names_and_formulas_from_lms_downloads(init_corpus, t
             cells = [cell for row in csv.reader(f) for cell in row]
         assert not [c for c in cells if c.startswith(tables.FORMULA_STARTS) and not tables.NUMBER.fullmatch(c)]
     assert "'" + FORMULA_NAME in grades.read_text(encoding="utf-8")
+
+
+def test_a_score_changed_in_the_formgrader_reaches_every_export(init_corpus, tmp_path):
+    """A manual score set in the gradebook (as the formgrader sets it), then `python -m grading.export` on a
+    copy of the workspace: the CSV, the report, the class report, the student's page and the Canvas file
+    show the instructor's points; the page says they were set by hand; other students are unchanged."""
+    from nbgrader.api import Gradebook
+
+    ws = tmp_path / "ws"
+    shutil.copytree(init_corpus["ws"], ws, symlinks=True)
+    by_origin = {row["origin"]: row for row in init_corpus["ids"].values()}
+    sid = by_origin["smithjohn_2001_501_initialization.ipynb"]["student_id"]
+    full = sum(init_corpus["cases"]["reference"].expected.values())
+    with Gradebook(f"sqlite:///{ws / 'gradebook.db'}", COURSE_ID) as gb:
+        grade = gb.find_grade("xavier_init_tests", "initialization", "initialization", sid)
+        grade.manual_score = 0.0
+        gb.db.commit()
+    canvas = tmp_path / "canvas.csv"
+    run = subprocess.run([sys.executable, "-m", "grading.export", str(ws), "initialization", "--canvas", str(canvas)],
+                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    assert run.returncode in (0, 1), run.stderr  # 1: rows without an LMS id are left out, and listed
+    assert f"points set by the instructor for 1: {sid}" in run.stderr
+    rows = read_csv(ws / "grades_initialization.csv")
+    assert float(rows[sid]["xavier_init_tests"]) == 0.0 and float(rows[sid]["total"]) == full - 3.0
+    assert "xavier_init_tests set by the instructor: 3.0 -> 0.0" in rows[sid]["notes"]
+    before = read_csv(init_corpus["ws"] / "grades_initialization.csv")
+    assert {k: r["total"] for k, r in rows.items() if k != sid} == {k: r["total"] for k, r in before.items()
+                                                                     if k != sid}
+    report = json.loads((ws / "report_initialization.json").read_text())[sid]
+    assert report["points"]["xavier_init_tests"] == 0.0 and report["grader_points"]["xavier_init_tests"] == 3.0
+    page = (ws / rows[sid]["feedback"]).read_text()
+    assert "set by your instructor" in page and "Your instructor set these points to 0 by hand" in page
+    assert json.loads((ws / "class_initialization.json").read_text())["totals"] == sorted(
+        float(r["total"]) for r in rows.values() if r["status"] == "graded")
+    _, canvas_rows = tables.read_dicts(canvas)
+    assert ("2001", full - 3.0) in {(r["ID"], float(r["initialization"])) for r in canvas_rows[1:]}
 
 
 def test_workspace_notebooks_are_inert_and_nbgrader_feedback_is_refused(init_corpus):

@@ -12,10 +12,13 @@ assignments (``import sys as s; s._getframe`` is ``sys._getframe``), string expr
 constants are folded (``"gra" + "ding"``, ``"".join([...])``, ``chr(...)``, ``[::-1]``, base64), and
 ``getattr(x, "name")`` / ``__import__("name")`` with literal names read as attribute access and imports.
 
-The delegation flag (``DELEGATION``) is raised when an exercise cell (an answer cell, or any cell that
-rebinds an exercise's name such as ``Adam``) uses ``torch.optim`` or its functional API (``torch.optim.AdamW``
-and ``torch.optim.lr_scheduler`` included); ``DELEGATION_INIT`` when it uses ``torch.nn.init.orthogonal_``,
-``DELEGATION_DEPTH`` when it uses the course's own ``course_lib.depth``. Such code scores what it computes.
+Delegation flags (``delegation_label``) are raised when an exercise cell (an answer cell, or any cell that
+rebinds an exercise's name such as ``Adam``) reaches a ready implementation of an exercise, by any dotted
+path: ``torch.optim`` (its classes, functional API and ``lr_scheduler``, also as ``x.torch.optim`` through
+another module), torch's fused optimizer kernels (``torch._fused_adam_`` and the like, ``torch.ops.aten``
+included), ``torch.nn.init``'s named initializers (``xavier_*``, ``kaiming_*``, ``orthogonal_``: the
+samplers ``normal_`` and ``uniform_`` are allowed), and the course library's modules that build
+optimizers or initialize networks (``DELEGATED_COURSE_MODULES``). Such code scores what it computes.
 """
 
 from __future__ import annotations
@@ -30,9 +33,36 @@ from nbformat import NotebookNode
 
 from grading.course import EXERCISES, is_locked, is_solution
 
-DELEGATION = "delegates to torch.optim (not allowed; see the instructor docs)"
-DELEGATION_INIT = "delegates to torch.nn.init.orthogonal_ (not allowed; see the instructor docs)"
-DELEGATION_DEPTH = "delegates to course_lib.depth (not allowed; see the instructor docs)"
+DELEGATION_TEMPLATE = "delegates to {} (not allowed; see the instructor docs)"
+DELEGATED_INITIALIZERS = ("xavier_", "kaiming_", "orthogonal")  # torch.nn.init's named initializers
+DELEGATED_KERNELS = ("_fused_adam", "_fused_sgd", "_fused_adagrad")  # torch's fused optimizer steps
+# course_lib modules that hand out optimizers or initialize whole networks
+DELEGATED_COURSE_MODULES = ("depth", "explorer", "practice", "deeper_runs")
+
+
+def delegation_label(name: str) -> Optional[str]:
+    """The delegation flag for a resolved dotted name, or None (``torch.nn.init.normal_`` is a sampler)."""
+    parts = name.split(".")
+    if parts[0] == "course_lib" and len(parts) > 1 and parts[1] in DELEGATED_COURSE_MODULES:
+        return DELEGATION_TEMPLATE.format(f"course_lib.{parts[1]}")
+    if "torch" not in parts:
+        return None
+    after = parts[parts.index("torch") + 1:]
+    if "optim" in after:
+        return DELEGATION_TEMPLATE.format("torch.optim")
+    kernel = next((p for p in after if p.startswith(DELEGATED_KERNELS)), None)
+    if kernel:
+        return DELEGATION_TEMPLATE.format(f"torch's fused optimizer kernels ({kernel})")
+    if "init" in after:
+        initializer = next((p for p in after if p.startswith(DELEGATED_INITIALIZERS)), None)
+        if initializer:
+            return DELEGATION_TEMPLATE.format(f"torch.nn.init.{initializer}")
+    return None
+
+
+DELEGATION = delegation_label("torch.optim")
+DELEGATION_INIT = delegation_label("torch.nn.init.orthogonal_")
+DELEGATION_DEPTH = delegation_label("course_lib.depth")
 HIDDEN_WORDS = ("nbgrader", "grading", "probe", "torch.optim", "getframe", "builtins", "sys.modules",
                 "__import__", "ctypes", "subprocess", "socket", "f_back", "f_globals", "f_locals", "__code__")
 # a module or path of the grader in a string literal ("grading.sandbox.probe", "/grading/results"), not prose
@@ -330,12 +360,9 @@ class _Visitor(ast.NodeVisitor):
                 self.add(node, "ipython")
         if name in ("type.__setattr__", "object.__setattr__", "type.__delattr__", "object.__delattr__"):
             self.add(node, "setattr")
-        if self.exercise and _root_in(name, ("torch.optim",)):
-            self.add(node, DELEGATION)
-        if self.exercise and name.startswith("torch.nn.init.orthogonal"):
-            self.add(node, DELEGATION_INIT)
-        if self.exercise and _root_in(name, ("course_lib.depth",)):
-            self.add(node, DELEGATION_DEPTH)
+        label = delegation_label(name) if self.exercise else None
+        if label:
+            self.add(node, label)
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
@@ -463,6 +490,8 @@ class _Visitor(ast.NodeVisitor):
                 self.add(node, "grader")
             if self.exercise and "torch.optim" in lowered:
                 self.add(node, DELEGATION)
+            elif self.exercise and any(k in lowered for k in DELEGATED_KERNELS):
+                self.add(node, DELEGATION_TEMPLATE.format("torch's fused optimizer kernels"))
 
     def visit_BinOp(self, node: ast.BinOp) -> None:
         self._folded(node)

@@ -32,6 +32,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from grading.course import grade_id, is_solution, is_test, nbgrader_meta
+from grading.intake.answer_cells import graded_notebook
 from grading.intake.flags import review_flags
 
 MIN_SIMILARITY = {"grade": 0.5, "solution": 0.2, "other": 0.8}
@@ -272,10 +273,13 @@ def read_notebook(text: str, notes: Optional[list[str]] = None) -> NotebookNode:
 
 
 def prepare_submission(text: str, release: NotebookNode) -> tuple[NotebookNode, list[str], list[str]]:
-    """Parse, normalize and repair a submitted notebook; return it, repair notes and review flags."""
+    """Parse, normalize and repair a submitted notebook; return the notebook grading runs (release cells and
+    the answer cells: ``grading.intake.answer_cells``), repair notes and review flags (on every submitted cell)."""
     notes: list[str] = []
     nb = read_notebook(text, notes)
     notes += normalize(nb)
     notes += repair_metadata(nb, release)
     notes += restore_metadata(nb, release)
-    return nb, notes, review_flags(nb, release)
+    flags = review_flags(nb, release)
+    graded, shown = graded_notebook(nb, release)
+    return graded, notes + shown, flags

@@ -34,16 +34,18 @@ A run that raised has no tensors; the properties that need it fail with its erro
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from pathlib import Path
-from typing import Callable, Dict, Iterator
+from typing import Callable, Dict, Iterator, Mapping, Sequence
 
 import torch
 
 from . import deeper, derivation, initializers, optimizers
 from .core import ExerciseVerdict, PropertyVerdict, ResultError, failed_verdict, load_results, missing_note
 
-__all__ = ["make_challenge", "judge", "ExerciseVerdict", "PropertyVerdict", "KINDS", "property_weights"]
+__all__ = ["make_challenge", "judge", "ExerciseVerdict", "PropertyVerdict", "KINDS", "property_weights",
+           "touched_exercises", "TOUCHED_NOTE"]
 
 CHALLENGE_FORMAT = 1
 # Exercise key -> the module that draws its inputs and judges it, per assignment, in notebook order.
@@ -121,8 +123,25 @@ def _judge_exercise(assignment: str, key: str, challenge: dict, results_dir: Pat
     return module.verdict(key, spec, results)
 
 
-def judge(assignment: str, challenge: dict, results_dir: Path) -> Dict[str, ExerciseVerdict]:
-    """The verdict on every exercise of ``assignment``, keyed by exercise."""
+TOUCHED_NOTE = ("your code tried to read or change this exercise's result file outside the grader's probe; "
+                "it scores 0 until your instructor has looked at it")
+
+
+def touched_exercises(assignment: str, refused: Sequence[Mapping]) -> list[str]:
+    """The exercises whose result file a refused access named (``<key>.safetensors``, temporary files too)."""
+    names = [os.path.basename(str(p)) for entry in refused for p in entry.get("path", [])]
+    return [key for key in KINDS[assignment] if any(n.startswith(f"{key}.safetensors") for n in names)]
+
+
+def judge(assignment: str, challenge: dict, results_dir: Path,
+          refused: Sequence[Mapping] = ()) -> Dict[str, ExerciseVerdict]:
+    """The verdict on every exercise of ``assignment``, keyed by exercise. ``refused``: what the kernel's guard
+    refused (``grading.running.evidence.refused_accesses``): an exercise whose result file it names scores 0,
+    with a review flag."""
     if challenge.get("assignment") != assignment:
         raise ValueError(f"the challenge is for {challenge.get('assignment')!r}, not {assignment!r}")
-    return {key: judge_exercise(assignment, key, challenge, Path(results_dir)) for key in KINDS[assignment]}
+    verdicts = {key: judge_exercise(assignment, key, challenge, Path(results_dir)) for key in KINDS[assignment]}
+    for key in touched_exercises(assignment, refused):
+        verdicts[key] = failed_verdict(key, property_weights(assignment, key, challenge), TOUCHED_NOTE)
+        verdicts[key].review = f"evidence of {key} touched outside the probe (scored 0)"
+    return verdicts

@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from grading.course import EXERCISES
-from grading.reports import tables
+from grading.reports import similarity, tables
 from grading.running.workspace import Workspace, test_cell_points
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 CELL_PREFIX = re.compile(r"^cell \d+: ")
 SLOWEST = 5
-REFERENCE_SIMILARITY = 0.5  # at or above it, a student is listed as close to the reference solution
+REFERENCE_SIMILARITY = similarity.REFERENCE_SHOWN  # at or above it, a student is close to the reference solution
 
 
 @dataclass
@@ -114,20 +114,19 @@ def summarize(workspace: Path, assignment: str) -> dict[str, Any]:
 
 
 def _similarity(ws: Workspace) -> Optional[dict[str, Any]]:
-    """The top pairs and every student's similarity to the reference, from the similarity CSV if written."""
+    """The top pairs and the students close to the reference solution, from the similarity report if written."""
     path = ws.root / f"similarity_{ws.assignment}.csv"
     if not path.is_file():
         return None
     _, pairs = tables.read_dicts(path)
     reference: dict[str, float] = {}
-    for p in pairs:
-        for side in ("a", "b"):
-            value = float(p.get(f"reference_{side}") or 0)
-            reference[p[f"student_{side}"]] = max(reference.get(p[f"student_{side}"], 0.0), value)
+    if similarity.reference_csv(ws).is_file():  # every student
+        _, rows = tables.read_dicts(similarity.reference_csv(ws))
+        reference = {r["student_id"]: float(r["similarity_to_reference"] or 0) for r in rows}
     return {"top_pairs": [{"student_a": p["student_a"], "student_b": p["student_b"],
                            "similarity": float(p["similarity"])} for p in pairs[:5]],
             "close_to_reference": sorted(([s, round(v, 3)] for s, v in reference.items()
-                                          if v >= REFERENCE_SIMILARITY), key=lambda item: -item[1])}
+                                          if v >= REFERENCE_SIMILARITY), key=lambda item: (-item[1], item[0]))}
 
 
 # ------------------------------------------------------------------------------------------ page

@@ -97,6 +97,7 @@ class ExerciseFeedback:
     points: float
     max_points: float
     verdict: Any = None
+    grader_points: Optional[float] = None  # set when the instructor changed the points (``points``) by hand
 
 
 # ---- scrubbing ------------------------------------------------------------------------------------------
@@ -415,9 +416,13 @@ def _summary(exercises: Sequence[ExerciseFeedback], notes: Sequence[str], page: 
         props = list(getattr(ex.verdict, "properties", None) or [])
         passed = sum(bool(p.passed) for p in props)
         title = html.escape(ex.title)
+        by_hand = " (set by your instructor)" if ex.grader_points is not None else ""
         rows.append(f'<tr><td><a href="#exercise-{i}">{title}</a></td><td>{_num(ex.points)} / {_num(ex.max_points)}'
-                    f"</td><td>{passed} of {len(props)}</td></tr>")
+                    f"{by_hand}</td><td>{passed} of {len(props)}</td></tr>")
         details.append(f'<h3 id="exercise-{i}">{title}: {_num(ex.points)} / {_num(ex.max_points)} points</h3>')
+        if ex.grader_points is not None:
+            details.append(f'<p class="adjusted">Your instructor set these points to {_num(ex.points)} by hand; the '
+                           f"grader's verdict below gave {_num(ex.grader_points)}.</p>")
         note = "No result was recorded for this exercise." if ex.verdict is None else getattr(ex.verdict, "note", "")
         if note:
             details.append(f"<p>{_sentence(note, page)}</p>")

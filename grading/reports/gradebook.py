@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Optional
 
 from grading.course import COURSE_ID
 from grading.reports import tables
@@ -35,16 +35,19 @@ def record_scores(db_url: str, assignment: str, notebook: str, student: str, sco
         gb.db.commit()
 
 
-def recorded_scores(db_url: str, assignment: str, students: Iterable[str]) -> dict[str, dict[str, float]]:
-    """Student -> test cell -> score, as the gradebook holds them (missing submissions: {})."""
+def recorded_grades(db_url: str, assignment: str,
+                    students: Iterable[str]) -> dict[str, dict[str, tuple[Optional[float], float]]]:
+    """Student -> test cell -> (the grader's auto score, the score nbgrader counts): the two differ where the
+    instructor set a manual score or extra credit in the formgrader (missing submissions: {})."""
     from nbgrader.api import Gradebook, MissingEntry
 
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, tuple[Optional[float], float]]] = {}
     with _LOCK, Gradebook(db_url, COURSE_ID) as gb:
         for student in students:
             try:
                 submission = gb.find_submission(assignment, student)
-                out[student] = {g.name: g.score for nb in submission.notebooks for g in nb.grades}
+                out[student] = {g.name: (g.auto_score, float(g.score)) for nb in submission.notebooks
+                                for g in nb.grades}
             except MissingEntry:
                 out[student] = {}
     return out

@@ -169,26 +169,38 @@ def _compare(fa, fb) -> tuple[float, float, float, float, tuple]:
     return float(sa) * fa.token_coverage, float(sb) * fb.token_coverage, float(sa), float(sb), slices
 
 
+def similarity_to_reference(students: Sequence[StudentCode], assignment: str, release: NotebookNode,
+                            source: Optional[NotebookNode], noise_t: int = NOISE_T,
+                            guarantee_t: int = GUARANTEE_T) -> dict[str, float]:
+    """Each student's share of exercise code found in the reference solution (only the release as
+    boilerplate); {} without a source notebook."""
+    reference = reference_code(source, release, assignment) if source is not None else {}
+    if not reference:
+        return {}
+    keys = [e.key for e in EXERCISES[assignment]]
+    ref = StudentCode("(reference)", "reference solution", reference)
+    raw = _Prints([*students, ref], boilerplate_hashes(release_code(release), noise_t), noise_t, guarantee_t)
+    out = {}
+    for s in students:
+        matched = sum(_compare(raw.prints[s.student_id][k], raw.prints[ref.student_id][k])[0] for k in keys)
+        total = raw.coverage(s.student_id)
+        out[s.student_id] = matched / total if total else 0.0
+    return out
+
+
 def compare_students(students: Sequence[StudentCode], assignment: str, release: NotebookNode,
                      source: Optional[NotebookNode] = None, noise_t: int = NOISE_T,
-                     guarantee_t: int = GUARANTEE_T) -> list[Pair]:
-    """Every pair of students, most similar first (release and reference solution as boilerplate)."""
+                     guarantee_t: int = GUARANTEE_T, to_reference: Optional[Mapping[str, float]] = None) -> list[Pair]:
+    """Every pair of students, most similar first (release and reference solution as boilerplate);
+    ``to_reference``: ``similarity_to_reference`` when already computed."""
     if guarantee_t < noise_t:
         raise ValueError(f"guarantee_t ({guarantee_t}) must be at least noise_t ({noise_t})")
     keys = [e.key for e in EXERCISES[assignment]]
     reference = reference_code(source, release, assignment) if source is not None else {}
     given = release_code(release)
     prints = _Prints(students, boilerplate_hashes([*given, *reference.values()], noise_t), noise_t, guarantee_t)
-    # each student against the reference, with only the release as boilerplate
-    to_reference = {}
-    if reference:
-        plain = boilerplate_hashes(given, noise_t)
-        ref = StudentCode("(reference)", "reference solution", reference)
-        raw = _Prints([*students, ref], plain, noise_t, guarantee_t)
-        for s in students:
-            matched = sum(_compare(raw.prints[s.student_id][k], raw.prints[ref.student_id][k])[0] for k in keys)
-            total = raw.coverage(s.student_id)
-            to_reference[s.student_id] = matched / total if total else 0.0
+    if to_reference is None:
+        to_reference = similarity_to_reference(students, assignment, release, source, noise_t, guarantee_t)
     pairs = []
     for a, b in itertools.combinations(students, 2):
         matched_a = matched_b = shared = 0.0
@@ -287,14 +299,17 @@ def _pair_section(rank: int, p: Pair, keys: Sequence[str]) -> list[str]:
     return out
 
 
-def render_html(assignment: str, pairs: Sequence[Pair], keys: Sequence[str], n_students: int) -> str:
-    """The self-contained report page: a ranked table, then each pair's code side by side."""
+def render_html(assignment: str, pairs: Sequence[Pair], keys: Sequence[str], n_students: int,
+                to_reference: Optional[Mapping[str, float]] = None) -> str:
+    """The self-contained report page: the students closest to the reference solution, a ranked table of
+    pairs, then each pair's code side by side."""
     title = f"Similarity report: {html.escape(assignment)}"
     body = [f"<h1 style=\"font-size:22px;\">{title}</h1>",
             f"<p>{n_students} students, {len(pairs)} most similar pairs shown. Similarity is the mean of the two "
             "directions (the share of each student's exercise code found in the other's), after removing the "
             "release's skeleton and the code the reference solution and the release share with it (copydetect "
             "winnowing on normalized tokens). A high score asks for a human look; it proves nothing.</p>",
+            *_reference_table(to_reference or {}),
             '<table style="border-collapse:collapse;">',
             f'<tr><th style="{CELL}">rank</th><th style="{CELL}">student a</th><th style="{CELL}">student b</th>'
             f'<th style="{CELL}">similarity</th><th style="{CELL}">shared tokens</th>'
@@ -312,6 +327,24 @@ def render_html(assignment: str, pairs: Sequence[Pair], keys: Sequence[str], n_s
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{title}</title></head>\n<body style=\"font-family:sans-serif;margin:16px;\">\n"
             + "\n".join(body) + "\n</body></html>\n")
+
+
+REFERENCE_SHOWN = 0.5  # students at least this similar to the reference solution are listed first
+
+
+def _reference_table(to_reference: Mapping[str, float]) -> list[str]:
+    close = sorted(((v, s) for s, v in to_reference.items() if v >= REFERENCE_SHOWN), key=lambda x: (-x[0], x[1]))
+    head = (f"<h2 style=\"font-size:18px;\">Close to the reference solution</h2><p>Students whose exercise code is "
+            f"at least {_percent(REFERENCE_SHOWN)} the reference solution's (only the release as boilerplate): "
+            "two students who both hand in the published solution score about zero against each other below, "
+            "so they show here.</p>")
+    if not close:
+        return [head, "<p>None.</p>"]
+    rows = "".join(f'<tr><td style="{CELL}">{html.escape(s)}</td><td style="{CELL}">{_percent(v)}</td></tr>'
+                   for v, s in close)
+    return [head, f'<table style="border-collapse:collapse;"><tr><th style="{CELL}">student</th>'
+                  f'<th style="{CELL}">similarity to the reference</th></tr>{rows}</table>',
+            '<h2 style="font-size:18px;">Most similar pairs</h2>']
 
 
 # ------------------------------------------------------------------------------------- workspace
@@ -345,6 +378,11 @@ def _notebook(first: Path, fallback: Path) -> NotebookNode:
     return nbformat.read(str(first if first.is_file() else fallback), as_version=4)
 
 
+def reference_csv(ws: Workspace) -> Path:
+    """Every student's similarity to the reference solution (written with the similarity report)."""
+    return ws.root / f"similarity_{ws.assignment}_reference.csv"
+
+
 def similarity_report(assignment: str, workspace: Path, top: int = DEFAULT_TOP, noise_t: int = NOISE_T,
                       guarantee_t: int = GUARANTEE_T) -> tuple[Path, Path, list[Pair]]:
     """Compare every placed submission of a workspace; write the CSV and HTML; return their paths and
@@ -358,12 +396,16 @@ def similarity_report(assignment: str, workspace: Path, top: int = DEFAULT_TOP, 
     if len(students) < 2:
         raise ValueError(f"{len(students)} placed submission(s) in {ws.root / 'submitted'}: nothing to compare "
                          "(grade the assignment first)")
-    pairs = compare_students(students, assignment, release, source, noise_t, guarantee_t)
+    to_reference = similarity_to_reference(students, assignment, release, source, noise_t, guarantee_t)
+    pairs = compare_students(students, assignment, release, source, noise_t, guarantee_t, to_reference)
     shown = pairs[:top] if top > 0 else pairs
     keys = [e.key for e in EXERCISES[assignment]]
     csv_path, html_path = ws.root / f"similarity_{assignment}.csv", ws.root / f"similarity_{assignment}.html"
     write_csv(csv_path, shown, keys)
-    html_path.write_text(render_html(assignment, shown, keys, len(students)), encoding="utf-8")
+    tables.write_rows(reference_csv(ws), [["student_id", "similarity_to_reference"],
+                                          *sorted(([s, round(v, 4)] for s, v in to_reference.items()),
+                                                  key=lambda row: (-row[1], row[0]))])
+    html_path.write_text(render_html(assignment, shown, keys, len(students), to_reference), encoding="utf-8")
     return csv_path, html_path, shown
 
 

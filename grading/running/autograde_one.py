@@ -42,13 +42,19 @@ def _reason(outcome: dict) -> str:
     return ("\n".join(log_errors[-8:]) or (outcome.get("error") or ""))[-3000:]
 
 
-def run(workspace: Path, assignment: str, student: str, runtime_dir: Path) -> dict:
-    """Autograde one student's notebook with nbgrader; return {"executed", "error", "started", "ended"}."""
+def run(workspace: Path, assignment: str, student: str, runtime_dir: Path, io: Path) -> dict:
+    """Autograde one student's notebook with nbgrader; return {"executed", "error", "started", "ended"}.
+
+    Each test cell's result file is kept as it was when that cell ended (``grading.running.evidence``)."""
+    from grading.running.evidence import cell_hooks
     from grading.running.workspace import nbgrader_api
 
     os.chdir(workspace)  # nbgrader resolves paths from the working folder
+    on_cell_execute, on_cell_executed = cell_hooks(io, assignment)
     api, _ = nbgrader_api(workspace, **{"KernelManager.connection_file": str(runtime_dir / "kernel.json"),
-                                        "KernelManager.ip": str(runtime_dir / "k")})
+                                        "KernelManager.ip": str(runtime_dir / "k"),
+                                        "Execute.on_cell_execute": on_cell_execute,
+                                        "Execute.on_cell_executed": on_cell_executed})
     started = time.time()
     graded = api.autograde(assignment, student, force=True, create=True)
     return {"executed": bool(graded["success"]), "error": "" if graded["success"] else _reason(graded),
@@ -65,7 +71,8 @@ def _serve_one(request: dict) -> dict:
     os.environ.update({"JUPYTER_PATH": str(Path(request["workspace"]) / "jupyter"),
                        "JUPYTER_RUNTIME_DIR": request["runtime"], IO_ENV: request["io"]})
     try:
-        return run(Path(request["workspace"]), request["assignment"], request["student"], Path(request["runtime"]))
+        return run(Path(request["workspace"]), request["assignment"], request["student"], Path(request["runtime"]),
+                   Path(request["io"]))
     except BaseException as error:  # noqa: B036 (whatever happens, the grader gets a record)
         return {"executed": False, "error": f"{type(error).__name__}: {error}"[-3000:]}
 

@@ -32,6 +32,7 @@ from grading.course import EXERCISES, Exercise
 from grading.intake.metadata import prepare_submission
 from grading.reports import gradebook, safe_notebook
 from grading.reports.feedback import ExerciseFeedback, compose_feedback, find_leaks
+from grading.running import evidence
 from grading.running.autograde_one import AutograderPool
 from grading.running.workspace import Workspace, tool_env
 from grading.sandbox import launcher
@@ -58,6 +59,8 @@ class StudentResult:
     key: str = ""  # what was graded: submission bytes + grading fingerprint
     # where its grading time went: nbgrader (of which before_first_cell, cells, after_last_cell), judging, feedback
     seconds: dict[str, float] = field(default_factory=dict)
+    # test cell -> {"grader": the grader's points, "instructor": the gradebook's} where they differ (formgrader)
+    adjustments: dict[str, dict[str, Optional[float]]] = field(default_factory=dict)
 
     def total(self) -> Optional[float]:
         """Sum of the points, or None when the student was not graded."""
@@ -191,6 +194,7 @@ def _grade_student(batch: Batch, result: StudentResult, seed: int, feedback: boo
     launcher.claim(io)  # no other batch's sweep unmounts results/ before this process has read them
     try:
         (io / "results").mkdir()
+        evidence.evidence_dir(io).mkdir(mode=0o700)
         challenge = judging.make_challenge(ws.assignment, seed)
         (io / "challenge.json").write_text(json.dumps(challenge))
         started = time.perf_counter()
@@ -199,9 +203,16 @@ def _grade_student(batch: Batch, result: StudentResult, seed: int, feedback: boo
                           **_kernel_seconds(ws.autograded_notebook(student), outcome)}
         result.notes += notes
         started = time.perf_counter()
-        judged = judging.judge(ws.assignment, challenge, io / "results")
+        evidence.collect(io, evidence.open_test_cell(io))  # the test cell a time limit stopped
+        refused = evidence.refused_accesses(io)
+        judged = judging.judge(ws.assignment, challenge, evidence.evidence_dir(io), refused)
         result.seconds["judging"] = time.perf_counter() - started
         result.flags += [v.review for v in judged.values() if v.review and v.review not in result.flags]
+        if refused:
+            shown = "; ".join(f"{r['event']} {', '.join(r['path'])}" for r in refused[:3])
+            result.flags.append(f"the kernel's guard refused {len(refused)} access{'es' if len(refused) != 1 else ''} "
+                                f"to the grader's files outside the probe ({shown}"
+                                + (f"; and {len(refused) - 3} more)" if len(refused) > 3 else ")"))
         status = launcher.read_status(io_dir=str(io))
         result.notes += [w for w in status.get("warnings", []) if w not in result.notes]
     finally:
@@ -218,7 +229,7 @@ def _grade_student(batch: Batch, result: StudentResult, seed: int, feedback: boo
     result.status = "graded"
     if feedback:
         started = time.perf_counter()
-        _write_feedback(batch, result, judged)
+        write_feedback(batch, result, judged)
         result.seconds["feedback"] = time.perf_counter() - started
     result.seconds = {k: round(v, 3) for k, v in result.seconds.items()}
     return result
@@ -241,14 +252,26 @@ def _kernel_seconds(executed: Path, outcome: dict) -> dict[str, float]:
             "after_last_cell": outcome["ended"] - spans[-1][1]}
 
 
-def _write_feedback(batch: Batch, result: StudentResult, judged: dict) -> None:
-    """Compose the student's page from the verdicts and their own (sanitized) cells."""
+def verdicts_of(result: StudentResult) -> dict[str, judging.ExerciseVerdict]:
+    """The verdicts a row keeps as JSON, as objects again (for a page composed after grading)."""
+    return {key: judging.ExerciseVerdict(key, [judging.PropertyVerdict(**p) for p in v.get("properties", [])],
+                                         v.get("fraction", 0.0), v.get("note", ""))
+            for key, v in result.verdicts.items()}
+
+
+def write_feedback(batch: Batch, result: StudentResult, judged: dict) -> None:
+    """Compose the student's page from the verdicts, the points (the instructor's where they changed them)
+    and their own (sanitized) cells."""
     ws, student = batch.ws, result.student_id
     executed = ws.autograded_notebook(student)
     source = executed if executed.is_file() else ws.submitted_notebook(student)
     notebook = nbformat.read(str(source), as_version=4)
-    exercises = [ExerciseFeedback(e.name, result.points[e.test_cell], batch.points[e.test_cell], judged.get(e.key))
-                 for e in exercises_of(ws.assignment)]
+    exercises = []
+    for e in exercises_of(ws.assignment):
+        adjusted = result.adjustments.get(e.test_cell)
+        points = adjusted["instructor"] if adjusted else result.points[e.test_cell]
+        exercises.append(ExerciseFeedback(e.name, points, batch.points[e.test_cell], judged.get(e.key),
+                                          grader_points=(adjusted["grader"] or 0.0) if adjusted else None))
     page = compose_feedback(exercises, notebook, batch.release, batch.scrub, student=result.student_name or student,
                             assignment=ws.assignment, timestamp=batch.timestamp,
                             notes=[n for n in result.notes if not n.startswith("ERROR: feedback")])

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
@@ -189,7 +190,7 @@ def generate_assignment(ws: Workspace) -> None:
         raise RuntimeError(f"nbgrader generate_assignment failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
 
 
-def nbgrader_api(root: Path, **overrides: str):
+def nbgrader_api(root: Path, **overrides: Any):
     """nbgrader's Python API on the workspace's generated config (``overrides``: 'Class.trait' -> value)."""
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory

@@ -4,8 +4,9 @@ The launcher (``grading.sandbox.launcher``) never lets the sandbox see this file
 JSON payload into an inherited memfd: this module's source, the sources of ``preload_modules`` (e.g.
 ``grading`` and ``grading.sandbox.probe``) and the kernel's connection info. Inside, ``STUB`` (run with
 ``python -c STUB FD``) reads the memfd, closes it, executes this source as a module and calls ``main``.
-Nothing here is a secret or a guard: verdicts are computed outside the sandbox, so student code may
-change anything in this process without changing a grade.
+Nothing here is a secret: verdicts are computed outside the sandbox. Before any student code runs, an audit
+hook (``guard_grading_files``) refuses Python-level access to the challenge and the results folder to
+everything but the probe, and records each refusal for the grader.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import os
 import sys
 import types
-from typing import Optional
+from typing import Callable, Optional
 
 # ``python -c`` program run inside the sandbox; argv[1] is the memfd holding the payload.
 STUB = (
@@ -122,6 +123,72 @@ def cap_display_output(limit: int = DISPLAY_LIMIT):
     return lambda *args: state.update(used=0)
 
 
+GUARD_LOG = ".guard.jsonl"  # in the results folder: the accesses the guard refused, one JSON object a line
+# audit event -> positions of its path arguments
+GUARDED_EVENTS = {"open": (0,), "os.rename": (0, 1), "os.remove": (0,), "os.rmdir": (0,), "os.mkdir": (0,),
+                  "os.listdir": (0,), "os.scandir": (0,), "os.chmod": (0,), "os.chown": (0,), "os.link": (0, 1),
+                  "os.symlink": (0, 1), "os.truncate": (0,), "os.utime": (0,), "os.chdir": (0,),
+                  "os.setxattr": (0,), "os.removexattr": (0,), "shutil.copyfile": (0, 1), "shutil.copytree": (0, 1),
+                  "shutil.rmtree": (0,), "shutil.move": (0, 1), "glob.glob": (0,), "glob.glob/2": (0,)}
+PROBE_NAMES = ("record", "_write", "_run_all", "PROBES", "decode_tensor", "INTERRUPTED")
+
+
+def guard_grading_files(probe: types.ModuleType, challenge: str, results: str) -> Callable[[str, tuple], None]:
+    """Install an audit hook (it cannot be removed) that refuses, with PermissionError, every Python-level
+    access to the challenge and the results folder but the probe's own: ``record`` opening the challenge,
+    ``_write`` (called by ``record``, the probe's functions unchanged) renaming its file into place. Each
+    refusal is appended to ``results/GUARD_LOG`` for the grader. Native code (a C extension writing a file
+    itself) raises no audit event: what it writes outside a test cell is thrown away by the grader
+    (``grading.running.evidence``); inside one, only the probe's numbers are worth writing."""
+    roots = [os.path.realpath(challenge), os.path.realpath(results), os.path.realpath(os.path.dirname(results))]
+    io_name = os.path.basename(roots[2])
+    record_code, write_code = probe.record.__code__, probe._write.__code__
+    originals = {name: getattr(probe, name) for name in PROBE_NAMES}
+    codes = {name: value.__code__ for name, value in originals.items() if isinstance(value, types.FunctionType)}
+    kinds = dict(probe.PROBES)
+    log = os.open(os.path.join(results, GUARD_LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def guarded(path) -> bool:
+        if isinstance(path, int) or path is None:
+            return False
+        try:
+            text = os.fsdecode(os.fspath(path))
+        except TypeError:
+            return False
+        if not os.path.isabs(text) and io_name in text.split(os.sep):  # relative to a descriptor of the root
+            return True
+        resolved = [os.path.abspath(text), os.path.realpath(text)]
+        return any(r == root or r.startswith(root + os.sep) for r in resolved for root in roots)
+
+    def probe_intact() -> bool:
+        return (all(probe.__dict__.get(name) is value for name, value in originals.items())
+                and all(originals[name].__code__ is code for name, code in codes.items())
+                and dict(probe.PROBES) == kinds)
+
+    def hook(event: str, args: tuple) -> None:
+        positions = GUARDED_EVENTS.get(event)
+        if positions is None:
+            return
+        paths = [args[i] for i in positions if i < len(args) and guarded(args[i])]
+        if not paths:
+            return
+        caller = sys._getframe(1)
+        if event == "open" and caller.f_code is record_code and probe_intact():
+            return
+        if (event == "os.rename" and caller.f_code is write_code and caller.f_back is not None
+                and caller.f_back.f_code is record_code and probe_intact()):
+            return
+        try:
+            os.write(log, (json.dumps({"event": event, "path": [os.fsdecode(os.fspath(p)) for p in paths]})
+                           + "\n").encode())
+        except OSError:
+            pass
+        raise PermissionError(f"{event} {os.fsdecode(os.fspath(paths[0]))}: reserved to the grader")
+
+    sys.addaudithook(hook)
+    return hook
+
+
 def start_kernel(connection_file: str) -> None:
     """Run IPython's kernel on ``connection_file`` until it is shut down."""
     from ipykernel.kernelapp import IPKernelApp
@@ -137,6 +204,11 @@ def start_kernel(connection_file: str) -> None:
 def main(data: dict) -> None:
     """Entry point called by ``STUB`` with the decoded payload."""
     load_modules(data.get("modules", {}))
+    probe = sys.modules.get("grading.sandbox.probe")
+    if probe is not None:
+        challenge, results = os.environ.get(probe.CHALLENGE_ENV), os.environ.get(probe.RESULTS_ENV)
+        if challenge and results and os.path.isdir(results):
+            guard_grading_files(probe, challenge, results)
     path = data["connection_file"]
     if data.get("connection") is not None:
         write_connection(data["connection"], path)

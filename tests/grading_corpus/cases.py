@@ -38,6 +38,7 @@ class Case:
     expected: dict[str, float]  # test cell -> points
     output_contains: list[str] = field(default_factory=list)  # text the autograded notebook shows
     notes_contain: list[str] = field(default_factory=list)  # text the CSV's notes show
+    stopped_partway: bool = False  # ``expected`` is the full score; the run stops: a prefix keeps it, the rest 0
     flags_contain: list[str] = field(default_factory=list)  # text the CSV's review flags show
     flags_empty: bool = False
     properties: dict[str, dict[str, bool]] = field(default_factory=dict)  # exercise -> property -> passed
@@ -192,11 +193,36 @@ HUGE_PRINT = "print('x' * 400_000_000)"
 
 # Overwrites an exercise's result file with one whose metadata nests too deep for Python's JSON reader
 # (RecursionError, not ValueError): judging must score it 0 with a review flag, not crash the row.
-CRASHING_RESULT = """import json, os, struct
-meta = {{"__metadata__": {{"exercise": "{key}", "status": "ok", "error": "", "errors": "[" * 200000 + "]" * 200000}}}}
-header = json.dumps(meta).encode()
-with open(os.path.join(os.environ["COURSE_GRADING_RESULTS"], "{key}.safetensors"), "wb") as f:
-    f.write(struct.pack("<Q", len(header)) + header)"""
+CRASHING_RESULT = """import os
+from safetensors.torch import save_file
+def _crash(*args):  # safetensors writes natively: no audit event, so the kernel's guard cannot refuse it
+    save_file({{}}, os.path.join(os.environ["COURSE_GRADING_RESULTS"], "{key}.safetensors"),
+              metadata={{"exercise": "{key}", "status": "ok", "error": "", "errors": "[" * 200000 + "]" * 200000}})
+get_ipython().events.register("post_run_cell", _crash)"""
+
+TOUCH_EVIDENCE = """import os
+def _touch(*args):
+    try:
+        with open(os.path.join(os.environ["COURSE_GRADING_RESULTS"], "{key}.safetensors"), "ab"):
+            pass
+    except OSError as error:
+        print("refused:", error)
+get_ipython().events.register("post_run_cell", _touch)"""
+
+# Records the reference solutions' numbers for every exercise through the probe's own functions (the
+# numbers are right: only where this code runs decides whether they count).
+FORGED_EVIDENCE = """import json, os
+_forged = dict(globals())
+exec({source!r}, _forged)
+try:
+    from grading.sandbox import probe as _probe
+    _challenge = json.load(open(os.environ["COURSE_GRADING_CHALLENGE"]))
+    for _key, _name in {pairs!r}:
+        _tensors, _errors = _probe._run_all(_forged[_name], _challenge["exercises"][_key], _challenge["seed"])
+        _probe._write(os.path.join(os.environ["COURSE_GRADING_RESULTS"], _key + ".safetensors"), _tensors,
+                      {{"exercise": _key, "status": "ok", "errors": "{{}}"}})
+except (ImportError, KeyError, OSError) as _error:
+    print("no grader here:", type(_error).__name__)"""
 
 
 MONKEYPATCH = """import torch, numpy as np
@@ -205,6 +231,44 @@ torch.isclose = lambda *a, **k: torch.tensor(True)
 torch.testing.assert_close = lambda *a, **k: None
 np.testing.assert_allclose = lambda *a, **k: None
 np.allclose = lambda *a, **k: True"""
+
+# Correct answers in styles the grader must not mistake for cheating: numpy state keyed by id(p), the class
+# defined twice, ``.data`` assignment, torch.nn.init's samplers inside an initializer.
+UNUSUAL = {
+    "optimization": {"adam": """import numpy as np
+
+class Adam(OptimizerTemplate):  # a first draft, replaced below
+    pass
+
+class Adam(OptimizerTemplate):
+    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__(params, lr)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.state = {}
+
+    def update_param(self, p):
+        g = p.grad.detach().cpu().numpy().astype(np.float64)
+        t, m, v = self.state.get(id(p), (0, np.zeros_like(g), np.zeros_like(g)))
+        t, m, v = t + 1, self.beta1 * m + (1 - self.beta1) * g, self.beta2 * v + (1 - self.beta2) * g * g
+        self.state[id(p)] = (t, m, v)
+        step = self.lr * (m / (1 - self.beta1 ** t)) / (np.sqrt(v / (1 - self.beta2 ** t)) + self.eps)
+        p.data = p.data - torch.from_numpy(step).to(p.dtype)"""},
+    "initialization": {
+        "var_init": """def var_init(model, std=0.01):
+    for name, param in model.named_parameters():
+        if name.endswith(".weight"):
+            param.data = torch.randn(param.shape) * std""",
+        "xavier_init": """from torch import nn
+
+def xavier_init(model):
+    for name, param in model.named_parameters():
+        if name.endswith(".bias"):
+            nn.init.zeros_(param)
+        else:
+            fan_out, fan_in = param.shape
+            bound = math.sqrt(6 / (fan_in + fan_out))
+            nn.init.uniform_(param, -bound, bound)"""},
+}
 
 MISTAKES = {**BASE_MISTAKES, **DEEPER_MISTAKES}
 
@@ -265,6 +329,14 @@ def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, s
                 cell.source = new_source
         return nb
 
+    def appended(gid: str, code: str, nb=None) -> NotebookNode:
+        """``code`` at the end of an answer cell: only answer cells run while grading."""
+        nb = nb or reference()
+        for cell in nb.cells:
+            if grade_id(cell) == gid:
+                cell.source = cell.source + "\n\n" + code
+        return nb
+
     def stubbed(body: str = "pass") -> NotebookNode:
         nb = copy.deepcopy(release)
         for cell in nb.cells:
@@ -286,8 +358,7 @@ def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, s
     cases["syntax_error"] = Case(with_cell(first, solutions[first] + "\ndef broken(:\n    pass\n"), without(first))
     cases["infinite_loop"] = Case(with_cell(second, _stub(stubs[second], "while True:\n    pass")),
                                   without(second), ["CellTimeoutError"])
-    nb = reference()
-    nb.cells.insert(1, _code("raise RuntimeError('top-level failure in a student cell')"))
+    nb = appended(first, "raise RuntimeError('top-level failure in a student cell')")
     cases["top_level_exception"] = Case(nb, full, ["top-level failure"])
     nb = reference()
     nb.cells = [c for c in nb.cells if grade_id(c) != tests_of[first]]
@@ -301,7 +372,8 @@ def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, s
     for index in (len(nb.cells) - 1, len(nb.cells) // 2, 2):
         nb.cells.insert(index, _code("scratch = [i * i for i in range(10)]\nscratch[-1]"))
         nb.cells.insert(index, nbformat.v4.new_markdown_cell("My own notes."))
-    cases["extra_cells"] = Case(nb, full, flags_empty=True)
+    cases["extra_cells"] = Case(nb, full, notes_contain=["3 code cells you added or changed outside the answer "
+                                                         "cells were shown, not run"], flags_empty=True)
     nb = reference()
     nb.metadata["kernelspec"] = {"name": "conda-env-ml-py", "display_name": "Python [conda env:ml]",
                                  "language": "python"}
@@ -326,51 +398,49 @@ def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, s
         cases["foreign_cell"] = Case(nb, full, notes_contain=["another assignment"])
     nb = reference()
     for gid in order:
-        insert_after(nb, gid, WARNINGS)
+        appended(gid, WARNINGS, nb)
     cases["warnings_on_stderr"] = Case(nb, full)
+    cases["exits_in_last_answer"] = Case(appended(last, EXIT_AT_END), without(last), notes_contain=["WARNING"])
+    cases["swallows_interrupt"] = Case(appended(last, SWALLOW_INTERRUPT), without(last))
     nb = reference()
-    nb.cells.append(_code(EXIT_AT_END))
-    cases["exits_after_passing"] = Case(nb, full, notes_contain=["WARNING"])
-    nb = reference()
-    nb.cells.append(_code(SWALLOW_INTERRUPT))
-    cases["swallows_interrupt"] = Case(nb, full)
-    nb = reference()
-    for _ in range(4):  # each cell under the corpus runs' 12 s cell limit; together past their 40 s per submission
-        nb.cells.append(_code("import time\ntime.sleep(11)"))
-    cases["slow_past_submission_limit"] = Case(nb, full, notes_contain=["was stopped"])
-    nb = reference()
-    nb.cells.append(_code(HUGE_PRINT))
-    cases["prints_400_mb"] = Case(nb, full)
-    nb = reference()
-    nb.cells.insert(2, _code("hog = bytearray(64 * 2**30)"))
-    cases["allocates_too_much"] = Case(nb, full, ["MemoryError"])
-    nb = reference()
-    nb.cells.append(_code(DISPLAY_FLOOD))
-    cases["displays_2_gb"] = Case(nb, full, ["[output cut: this cell displayed more than 16 MB]"])
+    for gid in order:  # each cell under the corpus runs' 12 s cell limit; together past their 40 s per submission
+        appended(gid, "import time\ntime.sleep(11)", nb)
+    cases["slow_past_submission_limit"] = Case(nb, full, notes_contain=["was stopped"], stopped_partway=True)
+    cases["prints_400_mb"] = Case(appended(last, HUGE_PRINT), full)
+    cases["allocates_too_much"] = Case(appended(first, "hog = bytearray(64 * 2**30)"), full, ["MemoryError"])
+    cases["displays_2_gb"] = Case(appended(last, DISPLAY_FLOOD), full,
+                                  ["[output cut: this cell displayed more than 16 MB]"])
 
     # -- the hostile student
-    nb = stubbed()
-    nb.cells.insert(2, _code(DISPLAYHOOK))
-    for gid in order:
-        insert_after(nb, gid, 'import sys\nsys.displayhook("ok")')
+    nb = appended(first, DISPLAYHOOK, stubbed())
+    for gid in order[1:]:
+        appended(gid, 'import sys\nsys.displayhook("ok")', nb)
     cases["displayhook_forgery"] = Case(nb, zero, flags_contain=["IPython"])
-    nb = stubbed()
-    nb.cells.insert(2, _code(IPYTHON_MACHINERY))
-    cases["ipython_machinery"] = Case(nb, zero, flags_contain=["IPython"])
-    nb = stubbed()
-    nb.cells.insert(2, _code(TAMPERING))
-    cases["frame_and_code_tampering"] = Case(nb, zero, flags_contain=["frame"])
+    cases["ipython_machinery"] = Case(appended(first, IPYTHON_MACHINERY, stubbed()), zero, flags_contain=["IPython"])
+    cases["frame_and_code_tampering"] = Case(appended(first, TAMPERING, stubbed()), zero, flags_contain=["frame"])
     nb = stubbed()
     keys = [e.key for e in exercises]
     for gid in order:
-        insert_after(nb, gid, FORGED_RESULTS.format(keys=keys))
-    cases["forged_results"] = Case(nb, zero)
+        appended(gid, FORGED_RESULTS.format(keys=keys), nb)
+    cases["forged_results"] = Case(nb, zero, flags_contain=["the kernel's guard refused"])
+    # the reference's numbers, recorded through the probe by code outside the exercise's own answer cell
+    forge = FORGED_EVIDENCE.format(source="\n\n".join(solutions[g] for g in order),
+                                   pairs=[(e.key, e.name) for e in exercises])
+    nb = stubbed()
+    nb.cells.append(_code(forge))
+    for gid in order:
+        insert_after(nb, tests_of[gid], forge)
+    cases["forged_evidence_added_cells"] = Case(nb, zero, notes_contain=["shown, not run"])
+    nb = appended(second, forge, with_cell(first, stubs[first]))
+    cases["forged_evidence_answer_cell"] = Case(nb, without(first),
+                                                flags_contain=["the kernel's guard refused 1 access"])
+    # an answer cell's hook that writes an exercise's result file with Python's open while its test cell runs
+    nb = appended(last, TOUCH_EVIDENCE.format(key=key_of(exercises, last)))
+    cases["touches_evidence"] = Case(nb, without(last), flags_contain=[
+        f"evidence of {key_of(exercises, last)} touched outside the probe"])
     nb = with_cell(first, solutions[first], stubbed())
-    insert_after(nb, tests_of[first], FULL_CONTROL)
-    cases["full_control"] = Case(nb, only(first))
-    nb = reference()
-    nb.cells.insert(2, _code(LEAK_HIDDEN))
-    cases["leaks_hidden_tests"] = Case(nb, full)
+    cases["full_control"] = Case(appended(second, FULL_CONTROL, nb), only(first))
+    cases["leaks_hidden_tests"] = Case(appended(first, LEAK_HIDDEN), full)
     nb = with_cell(last, _stub(stubs[last], "pass"))
     escape = (
         "import socket\nescaped = []\n"
@@ -382,15 +452,14 @@ def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, s
         "    escaped.append('network')\n"
         "except OSError as error:\n    print('network blocked:', type(error).__name__)\n"
         f"if escaped:\n    exec({solutions[last]!r}, globals())\n")
-    insert_after(nb, last, escape)
+    appended(last, escape, nb)
     cases["reads_outside_and_network"] = Case(nb, without(last), ["blocked:"])
-    nb = with_cell(last, _stub(stubs[last], "pass"))
-    nb.cells.insert(2, _code(MONKEYPATCH))
+    nb = appended(first, MONKEYPATCH, with_cell(last, _stub(stubs[last], "pass")))
     cases["monkeypatch_torch"] = Case(nb, without(last), flags_contain=["torch"])
-    nb = reference()
-    insert_after(nb, tests_of[first], CRASHING_RESULT.format(key=key_of(exercises, first)))
-    cases["crashing_result_file"] = Case(nb, without(first),
-                                         flags_contain=[f"grader error on {key_of(exercises, first)}: RecursionError"])
+    # written by a hook while the last test cell runs (a file written at any other time is thrown away)
+    nb = appended(last, CRASHING_RESULT.format(key=key_of(exercises, last)))
+    cases["crashing_result_file"] = Case(nb, without(last),
+                                         flags_contain=[f"grader error on {key_of(exercises, last)}: RecursionError"])
 
     # -- the honest student with one mistake, and the one who delegates
     for name, (gid, mistake) in ONE_MISTAKE[assignment].items():
@@ -404,6 +473,11 @@ def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, s
                            properties={key: {prop: prop not in fails for prop in weights}})
     gid, source = NAN[assignment]
     cases["optimizer_nan"] = Case(with_cell(gid, solutions[gid] + source), without(gid))
+    if assignment in UNUSUAL:
+        nb = reference()
+        for gid, source in UNUSUAL[assignment].items():
+            with_cell(gid, source, nb)
+        cases["honest_unusual_style"] = Case(nb, full, flags_empty=True)
     if assignment == "optimization":
         cases["delegates_to_torch"] = Case(with_cell("adam", DELEGATING_ADAM.strip()), full,
                                            flags_contain=["delegates to torch.optim"])

@@ -1,0 +1,72 @@
+"""The kernel's audit-hook guard on the grader's files, in a process of its own (an audit hook stays for
+the life of its process): the probe records, everything else is refused and logged."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from grading.course import REPO_ROOT
+from grading.judging import make_challenge, touched_exercises
+from grading.running.evidence import RESULTS, refused_accesses
+from grading.sandbox.kernel_bootstrap import GUARD_LOG
+
+SCRIPT = textwrap.dedent('''
+    import json, os, sys
+    import torch
+    from grading.sandbox import probe
+    from grading.sandbox.kernel_bootstrap import guard_grading_files
+
+    challenge, results = os.environ[probe.CHALLENGE_ENV], os.environ[probe.RESULTS_ENV]
+    guard_grading_files(probe, challenge, results)
+    outcome = {}
+
+    def attempt(name, action):
+        try:
+            action()
+            outcome[name] = "allowed"
+        except PermissionError:
+            outcome[name] = "refused"
+
+    ratio = lambda first, second: float(second.var() / first.var())
+    probe.record("backward_variance_ratio", ratio)
+    outcome["probe wrote"] = os.path.exists(os.path.join(results, "backward_variance_ratio.safetensors"))
+    target = os.path.join(results, "relu_variance_ratio.safetensors")
+    attempt("read the challenge", lambda: open(challenge).read())
+    attempt("write a result", lambda: open(target, "wb").write(b"forged"))
+    attempt("list the results", lambda: os.listdir(results))
+    attempt("call _write", lambda: probe._write(target, {"value": torch.zeros(1)}, {"status": "ok"}))
+    attempt("link the folder", lambda: os.symlink(results, "/tmp/guard-link-%d" % os.getpid()))
+    root = os.open("/", os.O_RDONLY)
+    relative = os.path.relpath(target, "/")
+    attempt("open relative to a descriptor", lambda: os.close(os.open(relative, os.O_RDONLY, dir_fd=root)))
+    attempt("open elsewhere", lambda: open(os.devnull).close())
+    probe._run_all = lambda obj, spec, seed: ({}, {})  # a probe made to write what the student chose
+    probe.record("relu_variance_ratio", ratio)
+    outcome["patched probe wrote"] = os.path.exists(target)
+    print(json.dumps(outcome))
+''')
+
+
+def test_only_the_probe_reaches_the_graders_files(tmp_path: Path):
+    """The probe reads the challenge and writes its result; student code cannot read, list, write, link or
+    reach them through a descriptor, nor make a patched probe write; each refusal is logged and names the
+    exercise whose file it touched."""
+    io = tmp_path / "io"
+    (io / RESULTS).mkdir(parents=True)
+    (io / "challenge.json").write_text(json.dumps(make_challenge("initialization", 3)))
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT),
+           "COURSE_GRADING_CHALLENGE": str(io / "challenge.json"), "COURSE_GRADING_RESULTS": str(io / RESULTS)}
+    run = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    outcome = json.loads(run.stdout.strip().splitlines()[-1])
+    assert outcome == {"probe wrote": True, "read the challenge": "refused", "write a result": "refused",
+                       "list the results": "refused", "call _write": "refused", "link the folder": "refused",
+                       "open relative to a descriptor": "refused", "open elsewhere": "allowed",
+                       "patched probe wrote": False}
+    refused = refused_accesses(io)
+    assert len(refused) == 7 and (io / RESULTS / GUARD_LOG).is_file()
+    assert touched_exercises("initialization", refused) == ["relu_variance_ratio"]

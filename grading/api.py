@@ -25,12 +25,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Collection, Optional
 
 from tqdm.auto import tqdm
 
+from grading import judging
 from grading.intake.collect import collect
-from grading.reports import gradebook
+from grading.reports import gradebook, tables
 from grading.reports.class_report import write_class_report
 from grading.reports.feedback import grading_code_lines
 from grading.running.canary import run_canary
@@ -45,6 +46,7 @@ from grading.running.submission import (
     exercises_of,
     repair,
     seed_salt,
+    verdict_json,
     verdicts_of,
     write_feedback,
     write_submission,
@@ -61,7 +63,7 @@ from grading.running.workspace import (
 from grading.sandbox import launcher
 from grading.settings import GradingSettings
 
-__all__ = ["GradingError", "Report", "StudentResult", "export", "grade"]
+__all__ = ["Change", "GradingError", "Report", "StudentResult", "export", "grade", "regrade"]
 
 
 @dataclass
@@ -193,10 +195,10 @@ def _adjustments(grades: dict[str, tuple[Optional[float], float]]) -> dict[str, 
             if abs(score - (auto or 0.0)) > 1e-9}
 
 
-def _export(batch: Batch, students: dict[str, StudentResult], all_pages: bool = False) -> None:
+def _export(batch: Batch, students: dict[str, StudentResult], rewrite: Collection[str] = ()) -> None:
     """Write the grade CSV, the JSON report and the class report from the gradebook (always, whatever happened
     to single students), and the feedback page of every student whose points the instructor changed since it
-    was written (of every graded student with ``all_pages``)."""
+    was written, and of the students in ``rewrite``."""
     ws, cells = batch.ws, list(batch.points)
     graded = [s for s, r in students.items() if r.status == "graded"]
     try:
@@ -207,7 +209,7 @@ def _export(batch: Batch, students: dict[str, StudentResult], all_pages: bool = 
     for student in graded:
         r = students[student]
         adjustments = _adjustments(recorded.get(student, {})) if recorded is not None else r.adjustments
-        if adjustments != r.adjustments or (all_pages and r.verdicts):
+        if adjustments != r.adjustments or (student in rewrite and r.verdicts):
             r.adjustments = adjustments
             try:
                 write_feedback(batch, r, verdicts_of(r))
@@ -249,6 +251,73 @@ def export(assignment: str, settings: Optional[GradingSettings] = None) -> Repor
     batch = Batch(ws, settings, settings.gradebook_url(), "", student_release(ws), points,
                   scrub_lines(ws.source_notebook()) + grading_code_lines(), sandbox_settings(settings),
                   batch_timestamp())
-    _export(batch, students, all_pages=True)
+    _export(batch, students, rewrite=set(students))
     _save_state(ws, students)
     return Report(assignment, students, points, ws.grades_csv(), ws.report_json(), [], time.time() - started)
+
+
+@dataclass
+class Change:
+    """One exercise whose points or verdicts move when its stored evidence is judged again."""
+
+    student_id: str
+    exercise: str
+    points_before: Optional[float]
+    points_after: float
+    properties: list[str]  # the properties whose verdict flips, as "name: passed -> failed"
+    checks_before: str
+    checks_after: str
+
+
+def regrade(assignment: str, settings: Optional[GradingSettings] = None, apply: bool = False) -> list[Change]:
+    """Judge every graded student's stored evidence again with the current checks, running no notebook; write
+    ``regrade_ASSIGNMENT.csv`` (whose points move, by how much, which properties flip) and return the changes.
+    With ``apply``, the new verdicts replace the old ones in the gradebook, the state, every export and the
+    pages of the students whose points moved; without, nothing but the preview CSV is written."""
+    settings = settings or GradingSettings()
+    ws = Workspace(settings.workspace, assignment)
+    if not ws.state_file().is_file() or not ws.source_notebook().is_file():
+        raise GradingError(f"{ws.root} holds no graded {assignment} (run python -m grading.grade first)")
+    students = _load_state(ws)
+    exercises = exercises_of(assignment)
+    points = {e.test_cell: test_cell_points(ws.source_notebook())[e.test_cell] for e in exercises}
+    version = judging.checks_version()
+    changes: list[Change] = []
+    moved: set[str] = set()
+    for sid, r in sorted(students.items()):
+        folder = ws.kept_evidence(sid)
+        if r.status != "graded" or not (folder / "challenge.json").is_file():
+            continue
+        challenge = json.loads((folder / "challenge.json").read_text())
+        refused = json.loads((folder / "refused.json").read_text()) if (folder / "refused.json").is_file() else []
+        judged = judging.judge(assignment, challenge, folder, refused)
+        for e in exercises:
+            after = round(points[e.test_cell] * judged[e.key].fraction, 3)
+            before = r.points.get(e.test_cell)
+            old = {p["name"]: p["passed"] for p in r.verdicts.get(e.key, {}).get("properties", [])}
+            new = {p.name: p.passed for p in judged[e.key].properties}
+            flips = [f"{name}: {_passed(old.get(name))} -> {_passed(new.get(name))}"
+                     for name in dict.fromkeys([*old, *new]) if old.get(name) != new.get(name)]
+            if before is None or abs(after - before) > 1e-9 or flips:
+                changes.append(Change(sid, e.key, before, after, flips, r.checks, version))
+        if apply:
+            r.verdicts = {key: verdict_json(v) for key, v in judged.items()}
+            if any(c.student_id == sid for c in changes):
+                moved.add(sid)
+                r.points = {e.test_cell: round(points[e.test_cell] * judged[e.key].fraction, 3) for e in exercises}
+                gradebook.record_scores(settings.gradebook_url(), assignment, Path(ws.notebook_name()).stem, sid,
+                                        r.points)
+            r.checks = version
+    tables.write_dicts(ws.root / f"regrade_{assignment}.csv", [f.name for f in dataclasses.fields(Change)],
+                       [{**dataclasses.asdict(c), "properties": " | ".join(c.properties)} for c in changes])
+    if apply:
+        batch = Batch(ws, settings, settings.gradebook_url(), "", student_release(ws), points,
+                      scrub_lines(ws.source_notebook()) + grading_code_lines(), sandbox_settings(settings),
+                      batch_timestamp())
+        _export(batch, students, rewrite=moved)
+        _save_state(ws, students)
+    return changes
+
+
+def _passed(value: Optional[bool]) -> str:
+    return "absent" if value is None else ("passed" if value else "failed")

@@ -2,8 +2,8 @@
 
 After a score was changed in nbgrader's formgrader (to zero a delegating exercise, say), this writes the
 grade CSV, the JSON report, the class report and every feedback page again, grading nothing; the changed
-points show as set by the instructor. ``--canvas FILE`` / ``--moodle FILE`` also write the LMS files
-(as ``python -m grading.reports.lms`` does, from the new CSV).
+points show as set by the instructor. The options of ``python -m grading.grade`` that write after grading
+(``--canvas FILE``, ``--moodle FILE``, ``--roster CSV``, ``--similarity``) write the same files from the new CSV.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Optional
 
 from grading.api import GradingError, export
 from grading.course import ASSIGNMENTS
-from grading.reports import lms
+from grading.grade import add_export_options, write_exports
 from grading.settings import GradingSettings
 
 
@@ -25,11 +25,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("workspace", type=Path, help="the graded workspace (grading.grade's --workspace)")
     p.add_argument("assignment", choices=ASSIGNMENTS)
     p.add_argument("--db-url", help="the gradebook's database URL, when it is not the workspace's SQLite file")
-    p.add_argument("--canvas", type=Path, metavar="FILE", help="also write the Canvas gradebook import here")
-    p.add_argument("--moodle", type=Path, metavar="FILE", help="also write the Moodle grade import here")
+    add_export_options(p)
     args = p.parse_args(argv)
+    settings = GradingSettings(workspace=args.workspace, db_url=args.db_url)
     try:
-        report = export(args.assignment, GradingSettings(workspace=args.workspace, db_url=args.db_url))
+        report = export(args.assignment, settings)
     except (GradingError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -37,20 +37,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"{args.assignment}: {len(report.students)} students; points set by the instructor for "
           f"{len(adjusted)}{': ' + ', '.join(adjusted) if adjusted else ''}", file=sys.stderr)
     print(f"grade table: {report.csv_path}; report: {report.report_path}", file=sys.stderr)
-    status = 0
-    for kind, out in (("canvas", args.canvas), ("moodle", args.moodle)):
-        if out is None:
-            continue
-        try:
-            left_out = lms.export(kind, report.csv_path, out)
-        except (lms.NothingToImport, OSError, ValueError) as error:
-            print(f"error: {kind}: {error}", file=sys.stderr)
-            return 2
-        for line in left_out:
-            print(f"!! {line}", file=sys.stderr)
-        status = 1 if left_out else status
-        print(f"{kind} import: {out}", file=sys.stderr)
-    return status
+    return write_exports(args.assignment, settings, args)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Grade a folder or LMS zip of submitted notebooks; export grades and safe feedback.
 
     python -m grading.grade ASSIGNMENT PATH [--jobs N | --cluster tcp://HOST:8786] [--force] [--db-url URL] ...
+    python -m grading.grade ASSIGNMENT PATH --preview | --apply   (judge the kept evidence again; PATH unread)
 
 A thin command line over grading.api.grade; every option is a field of grading.settings.GradingSettings
 and takes its default from there. See the instructor documentation (book/instructors.md).
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from grading.api import GradingError, grade
+from grading.api import GradingError, grade, regrade
 from grading.course import ASSIGNMENTS
 from grading.settings import GradingSettings, defaults
 
@@ -37,8 +38,8 @@ OPTIONS = {
 }
 
 
-def parse_args(argv: Optional[list[str]]) -> tuple[str, Path, GradingSettings]:
-    """Command-line options -> (assignment, path, settings)."""
+def parse_args(argv: Optional[list[str]]) -> tuple[str, Optional[Path], GradingSettings]:
+    """Command-line options -> (assignment, path (None for --preview and --apply), settings)."""
     default = defaults()
     p = argparse.ArgumentParser(prog="python -m grading.grade", description=__doc__.split("\n")[0])
     p.add_argument("assignment", choices=ASSIGNMENTS, help="the assignment to grade")
@@ -55,9 +56,17 @@ def parse_args(argv: Optional[list[str]]) -> tuple[str, Path, GradingSettings]:
     p.add_argument("--no-sandbox", action="store_true", help="run kernels unconfined (trusted notebooks only)")
     p.add_argument("--no-canary", action="store_true", help="skip grading the reference and the release first")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--preview", action="store_true",
+                       help="after the checks changed: judge every graded submission's kept evidence again, running "
+                            "no notebook, and write regrade_ASSIGNMENT.csv (whose points move and why), nothing else")
+    again.add_argument("--apply", action="store_true",
+                       help="as --preview, then put the new verdicts in the gradebook, the exports and the pages")
     add_export_options(p)
     args = vars(p.parse_args(argv))
     assignment, path = args.pop("assignment"), args.pop("path")
+    if args["preview"] or args["apply"]:
+        path = None  # a regrade reads the workspace only
     settings = GradingSettings(
         **{name: args[name] for _, (name, _) in OPTIONS.items()}, force=args["force"],
         kernel_env=tuple(args["kernel_env"]), cgroups="warn" if args["allow_no_cgroup"] else "require",
@@ -112,6 +121,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Grade; return 0 when every submission was graded cleanly, 1 when some need attention, 2 on error."""
     assignment, path, settings = parse_args(argv)
     exports = export_options(argv)
+    if path is None:
+        mode = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+        mode.add_argument("--apply", action="store_true")
+        return _regrade(assignment, settings, apply=mode.parse_known_args(argv)[0].apply)
     try:
         report = grade(assignment, path, settings)
     except (GradingError, FileNotFoundError) as error:
@@ -122,6 +135,24 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"graded {len(report.graded_now)} in {report.seconds:.1f} s; grades: {report.csv_path}; "
           f"feedback: {report.csv_path.parent / 'feedback'}", file=sys.stderr)
     return max(write_exports(assignment, settings, exports), 1 if report.attention() else 0)
+
+
+def _regrade(assignment: str, settings: GradingSettings, apply: bool) -> int:
+    """--preview / --apply: print the changes; 0 when nothing moves, 1 when points move, 2 on error."""
+    try:
+        changes = regrade(assignment, settings, apply=apply)
+    except (GradingError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for c in changes:
+        print(f"{c.student_id} {c.exercise}: {c.points_before} -> {c.points_after}"
+              + (f" ({'; '.join(c.properties)})" if c.properties else ""), file=sys.stderr)
+    moved = {c.student_id for c in changes if c.points_before != c.points_after}
+    table = Path(settings.workspace) / f"regrade_{assignment}.csv"
+    print(f"{len(moved)} student{'s' if len(moved) != 1 else ''}: points {'moved' if apply else 'would move'}; "
+          f"{len(changes)} change{'s' if len(changes) != 1 else ''} in {table}"
+          + ("" if apply else "; nothing else was written (--apply writes them)"), file=sys.stderr)
+    return 1 if moved else 0
 
 
 if __name__ == "__main__":

@@ -305,6 +305,50 @@ def test_a_score_changed_in_the_formgrader_reaches_every_export(init_corpus, tmp
     assert ("2001", full - 3.0) in {(r["ID"], float(r["initialization"])) for r in canvas_rows[1:]}
 
 
+def test_a_changed_weight_is_previewed_then_applied_without_running_a_notebook(opt_corpus, tmp_path, monkeypatch):
+    """With the same checks a regrade moves nothing. After a property's weight changes, the preview names exactly
+    the student whose points move (the one with a bias-correction mistake) and writes nothing but its table;
+    --apply puts the new points in the gradebook, the CSV and that student's page; no notebook runs."""
+    from nbgrader.api import Gradebook
+
+    from grading.judging import optimizers, property_weights
+
+    ws = tmp_path / "ws"
+    shutil.copytree(opt_corpus["ws"], ws, symlinks=True)
+    settings = GradingSettings(workspace=ws)
+    assert api.regrade("optimization", settings) == []
+    spec = optimizers.SPECS["adam"]
+    heavier = tuple(dataclasses.replace(p, weight=0.6) if p.name.startswith("bias correction") else p
+                    for p in spec.properties)
+    monkeypatch.setitem(optimizers.SPECS, "adam", dataclasses.replace(spec, properties=heavier))
+    grades, executed = ws / "grades_optimization.csv", sorted((ws / "autograded").rglob("*.ipynb"))
+    before = {p: p.read_bytes() for p in [grades, *executed]}
+    one = opt_corpus["rows"]["one_mistake"]["student_id"]
+    moved = [c for c in api.regrade("optimization", settings) if c.points_before != c.points_after]
+    assert [(c.student_id, c.exercise) for c in moved] == [(one, "adam")] and moved[0].properties == []
+    assert {p: p.read_bytes() for p in before} == before and one in (ws / "regrade_optimization.csv").read_text()
+    report = json.loads((ws / "report_optimization.json").read_text())[one]
+    challenge = json.loads((ws / "evidence" / "optimization" / one / "challenge.json").read_text())
+    weights = property_weights("optimization", "adam", challenge)
+    passed = sum(weights[p["name"]] for p in report["verdicts"]["adam"]["properties"] if p["passed"])
+    expected = round(opt_corpus["cases"]["reference"].expected["adam_tests"] * passed / sum(weights.values()), 3)
+    assert moved[0].points_after == expected != moved[0].points_before
+    api.regrade("optimization", settings, apply=True)
+    assert float(read_csv(grades)[one]["adam_tests"]) == expected
+    with Gradebook(f"sqlite:///{ws / 'gradebook.db'}", COURSE_ID) as gb:
+        assert gb.find_grade("adam_tests", "optimization", "optimization", one).score == pytest.approx(expected)
+    page = (ws / read_csv(grades)[one]["feedback"]).read_text()
+    assert f"{round(expected, 2):g} / " in page
+    assert {p: p.read_bytes() for p in executed} == {p: before[p] for p in executed}
+    assert api.regrade("optimization", settings) == []
+    # the command line, with the checks as shipped: that student's points would move back, nothing is written
+    applied = grades.read_bytes()
+    run = subprocess.run([sys.executable, "-m", "grading.grade", "optimization", "unread", "--preview",
+                          "--workspace", str(ws)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    assert run.returncode == 1 and f"{one} adam: {expected} -> {moved[0].points_before}" in run.stderr, run.stderr
+    assert "1 student: points would move" in run.stderr and grades.read_bytes() == applied
+
+
 def test_workspace_notebooks_are_inert_and_nbgrader_feedback_is_refused(init_corpus):
     """The formgrader's notebooks keep no active output type; `nbgrader generate_feedback --force`, run as an
     instructor would in the workspace, is refused with a message naming grading.grade and changes no page."""

@@ -34,6 +34,7 @@ A run that raised has no tensors; the properties that need it fail with its erro
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import random
 from pathlib import Path
@@ -45,7 +46,7 @@ from . import deeper, derivation, initializers, optimizers
 from .core import ExerciseVerdict, PropertyVerdict, ResultError, failed_verdict, load_results, missing_note
 
 __all__ = ["make_challenge", "judge", "ExerciseVerdict", "PropertyVerdict", "KINDS", "property_weights",
-           "touched_exercises", "TOUCHED_NOTE"]
+           "touched_exercises", "TOUCHED_NOTE", "checks_version"]
 
 CHALLENGE_FORMAT = 1
 # Exercise key -> the module that draws its inputs and judges it, per assignment, in notebook order.
@@ -121,6 +122,14 @@ def _judge_exercise(assignment: str, key: str, challenge: dict, results_dir: Pat
         note = f"your code raised {results.error}" if results.error else "your code produced no result"
         return failed_verdict(key, property_weights(assignment, key, challenge), note)
     return module.verdict(key, spec, results)
+
+
+def checks_version() -> str:
+    """A short hash of the judging code: verdicts record the checks that produced them."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 TOUCHED_NOTE = ("your code tried to read or change this exercise's result file outside the grader's probe; "

@@ -78,6 +78,20 @@ def collect(io: Path, key: Optional[str]) -> None:
 MAX_GUARD_BYTES = 1 << 20
 
 
+def keep(io: Path, target: Path, challenge: dict, refused: list[dict]) -> None:
+    """Keep what was judged (the challenge, the evidence files, the refusals) in ``target``, replacing what an
+    earlier grading kept there, so that changed checks can judge it again without running the notebook."""
+    staging = target.with_name(target.name + ".new")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    (staging / "challenge.json").write_text(json.dumps(challenge))
+    (staging / "refused.json").write_text(json.dumps(refused))
+    for path in evidence_dir(io).glob("*.safetensors"):
+        shutil.copyfile(path, staging / path.name)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+
+
 def refused_accesses(io: Path) -> list[dict]:
     """What the kernel's guard refused (``grading.sandbox.kernel_bootstrap.guard_grading_files``): one
     {"event", "path": [...]} per refusal; lines that are not such objects count as one refusal of "?"."""

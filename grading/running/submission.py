@@ -61,6 +61,7 @@ class StudentResult:
     seconds: dict[str, float] = field(default_factory=dict)
     # test cell -> {"grader": the grader's points, "instructor": the gradebook's} where they differ (formgrader)
     adjustments: dict[str, dict[str, Optional[float]]] = field(default_factory=dict)
+    checks: str = ""  # judging.checks_version() of the verdicts
 
     def total(self) -> Optional[float]:
         """Sum of the points, or None when the student was not graded."""
@@ -177,7 +178,8 @@ def _execute(batch: Batch, student: str, runtime: Path, io: Path) -> tuple[dict,
     return outcome, notes
 
 
-def _verdict_json(v) -> dict:
+def verdict_json(v: judging.ExerciseVerdict) -> dict:
+    """A verdict as the row keeps it (JSON)."""
     return {"fraction": v.fraction, "note": v.note,
             "properties": [dataclasses.asdict(p) for p in v.properties]}
 
@@ -206,6 +208,8 @@ def _grade_student(batch: Batch, result: StudentResult, seed: int, feedback: boo
         evidence.collect(io, evidence.open_test_cell(io))  # the test cell a time limit stopped
         refused = evidence.refused_accesses(io)
         judged = judging.judge(ws.assignment, challenge, evidence.evidence_dir(io), refused)
+        result.checks = judging.checks_version()
+        evidence.keep(io, ws.kept_evidence(student), challenge, refused)
         result.seconds["judging"] = time.perf_counter() - started
         result.flags += [v.review for v in judged.values() if v.review and v.review not in result.flags]
         if refused:
@@ -223,7 +227,7 @@ def _grade_student(batch: Batch, result: StudentResult, seed: int, feedback: boo
     for exercise in exercises_of(ws.assignment):
         verdict = judged[exercise.key]
         scores[exercise.test_cell] = round(batch.points[exercise.test_cell] * verdict.fraction, 3)
-        result.verdicts[exercise.key] = _verdict_json(verdict)
+        result.verdicts[exercise.key] = verdict_json(verdict)
     gradebook.record_scores(batch.db_url, ws.assignment, Path(ws.notebook_name()).stem, student, scores)
     result.points = scores
     result.status = "graded"

@@ -110,6 +110,10 @@ class Workspace:
         """A student's feedback HTML page."""
         return self.root / "feedback" / student / self.assignment / f"{self.assignment}.html"
 
+    def kept_evidence(self, student: str) -> Path:
+        """What a student's last grading judged (challenge, result files, the guard's refusals), for a regrade."""
+        return self.root / "evidence" / self.assignment / student
+
     def private(self, kind: str, student: str, suffix: str) -> Path:
         """A grader-only file of one student's run (kind: runs, logs, verdicts)."""
         folder = self.root / kind / self.assignment

@@ -70,3 +70,49 @@ def test_only_the_probe_reaches_the_graders_files(tmp_path: Path):
     refused = refused_accesses(io)
     assert len(refused) == 7 and (io / RESULTS / GUARD_LOG).is_file()
     assert touched_exercises("initialization", refused) == ["relu_variance_ratio"]
+
+
+TRIPWIRES = textwrap.dedent('''
+    import json, os
+    import torch
+    from grading.sandbox import probe
+    probe.arm_tripwires()
+    from course_lib.optim import OptimizerTemplate
+
+    class Honest(OptimizerTemplate):
+        def update_param(self, p):
+            p.add_(p.grad, alpha=-self.lr)
+
+    class Delegating(OptimizerTemplate):
+        def __init__(self, params, lr):
+            super().__init__(params, lr)
+            self.inner = getattr(torch, "".join(reversed("mitpo"))).SGD(self.params, lr=lr)
+
+        def step(self):
+            self.inner.step()
+
+    outside = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)  # the grader's own use: not seen
+    seen = {}
+    for name, cls in (("honest", Honest), ("delegating", Delegating)):
+        probe.record("sgd", cls)
+        with open(os.path.join(os.environ[probe.RESULTS_ENV], "sgd.safetensors"), "rb") as f:
+            header = f.read(8)
+            meta = json.loads(f.read(int.from_bytes(header, "little")))["__metadata__"]
+        seen[name] = json.loads(meta["oracles"])
+    print(json.dumps(seen))
+''')
+
+
+def test_tripwires_see_delegation_by_any_spelling_and_nothing_else(tmp_path: Path):
+    """Armed before student code, the tripwires record torch.optim reached through a computed name while the
+    probe runs the student's class; an honest class, and torch used outside the probe, record nothing."""
+    io = tmp_path / "io"
+    (io / RESULTS).mkdir(parents=True)
+    (io / "challenge.json").write_text(json.dumps(make_challenge("optimization", 5)))
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT),
+           "COURSE_GRADING_CHALLENGE": str(io / "challenge.json"), "COURSE_GRADING_RESULTS": str(io / RESULTS)}
+    run = subprocess.run([sys.executable, "-c", TRIPWIRES], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["honest"] == []
+    assert "torch.optim.SGD" in seen["delegating"] and "torch.optim.sgd.sgd" in seen["delegating"]

@@ -70,6 +70,7 @@ class Results:
     tensors: Dict[str, torch.Tensor]
     errors: Dict[str, str] = field(default_factory=dict)
     error: str = ""
+    oracles: Tuple[str, ...] = ()  # torch's ready implementations the student's code called while probed
 
     def run(self, run: str) -> Optional[Dict[str, torch.Tensor]]:
         """The tensors of one run (None if that run raised or was not recorded)."""
@@ -156,7 +157,12 @@ def load_results(path: Path, exercise: str, expected: Dict[str, Tuple[Tuple[int,
         errors = {str(k): cap(v) for k, v in errors.items()} if isinstance(errors, dict) else {}
     except ValueError:
         errors = {}
-    return Results(tensors, errors, cap(metadata.get("error", "")))
+    try:
+        oracles = json.loads(metadata.get("oracles") or "[]")
+        oracles = tuple(cap(str(o), 80) for o in oracles[:20]) if isinstance(oracles, list) else ()
+    except ValueError:
+        oracles = ()
+    return Results(tensors, errors, cap(metadata.get("error", "")), oracles)
 
 
 def missing_note(results_dir: Path, exercise: str) -> str:

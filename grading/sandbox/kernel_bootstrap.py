@@ -206,6 +206,7 @@ def main(data: dict) -> None:
     load_modules(data.get("modules", {}))
     probe = sys.modules.get("grading.sandbox.probe")
     if probe is not None:
+        probe.arm_tripwires()  # before any student code: every later reference reaches the wrappers
         challenge, results = os.environ.get(probe.CHALLENGE_ENV), os.environ.get(probe.RESULTS_ENV)
         if challenge and results and os.path.isdir(results):
             guard_grading_files(probe, challenge, results)

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import os
 import random
+import sys
 import warnings
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Iterator, Tuple
 
 import torch
 
@@ -57,6 +59,77 @@ class _Discard:
         pass
 
 
+# --- Tripwires: torch's ready optimizers and initializers, called while the student's code runs -----------
+
+ORACLES_SEEN: set = set()  # names of the ready implementations called while the student's code was probed
+_WATCHING = [0]
+
+
+@contextlib.contextmanager
+def _student_code() -> Iterator[None]:
+    """Mark the student's code running: a tripwire that fires now records its oracle."""
+    _WATCHING[0] += 1
+    try:
+        yield
+    finally:
+        _WATCHING[0] -= 1
+
+
+def _tripwire(name: str, fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wired(*args, **kwargs):
+        if _WATCHING[0]:
+            ORACLES_SEEN.add(name)
+        return fn(*args, **kwargs)
+
+    wired.__tripwire__ = name
+    return wired
+
+
+def arm_tripwires() -> list[str]:
+    """Wrap, in place, torch's ready implementations of the exercises: every optimizer and learning-rate
+    scheduler class of ``torch.optim`` (their ``__init__``), the functions of its optimizer modules, the fused
+    optimizer kernels on ``torch``, and ``torch.nn.init``'s named initializers. Called before any student code,
+    so every later reference, however spelled, reaches the wrapper. Return the names wired."""
+    import inspect
+
+    import torch.nn.init
+    import torch.optim
+    import torch.optim.lr_scheduler
+
+    wired, wrappers = [], {}
+
+    def wire(namespace: Any, name: str, fn: Callable, label: str) -> None:
+        if id(fn) not in wrappers:
+            wrappers[id(fn)] = _tripwire(label, fn)
+            wired.append(label)
+        setattr(namespace, name, wrappers[id(fn)])
+
+    schedulers = torch.optim.lr_scheduler
+    for module, base in ((torch.optim, torch.optim.Optimizer), (schedulers, schedulers.LRScheduler)):
+        for name, cls in vars(module).items():
+            if inspect.isclass(cls) and issubclass(cls, base) and cls is not base and "__init__" in vars(cls):
+                wire(cls, "__init__", cls.__init__, f"{module.__name__}.{name}")
+    modules = [sys.modules[f"torch.optim.{m}"] for m in OPTIMIZER_MODULES if f"torch.optim.{m}" in sys.modules]
+    for module in modules:  # the functional API, also where _functional re-exports it
+        for name, fn in list(vars(module).items()):
+            home = fn.__module__ == module.__name__ if inspect.isfunction(fn) else False
+            if home or (inspect.isfunction(fn) and id(fn) in wrappers):  # _functional re-exports the modules' own
+                wire(module, name, fn, f"{fn.__module__}.{fn.__name__}")
+    for name in FUSED_KERNELS:
+        if hasattr(torch, name):
+            wire(torch, name, getattr(torch, name), f"torch.{name}")
+    for name, fn in list(vars(torch.nn.init).items()):
+        if inspect.isfunction(fn) and name.startswith(("xavier", "kaiming", "orthogonal")):
+            wire(torch.nn.init, name, fn, f"torch.nn.init.{name}")
+    return wired
+
+
+OPTIMIZER_MODULES = ("sgd", "adam", "adamw", "adamax", "nadam", "radam", "rmsprop", "adagrad", "adadelta", "asgd",
+                     "rprop", "lbfgs", "sparse_adam", "_functional")
+FUSED_KERNELS = ("_fused_adam_", "_fused_adamw_", "_fused_sgd_", "_fused_adagrad_")
+
+
 # --- Initializers: a fresh network per run, filled with 3.0 / 0.5 so an untouched layer shows ----------------
 
 
@@ -73,7 +146,8 @@ def probe_initializer(init: Callable, run: Dict[str, Any]) -> Dict[str, torch.Te
         for name, param in model.named_parameters():
             param.fill_(0.5 if name.endswith("bias") else 3.0)
     batch = (decode_tensor(run["batch"]),) if "batch" in run else ()
-    init(model, *batch, **run["kwargs"])
+    with _student_code():
+        init(model, *batch, **run["kwargs"])
     params = dict(model.named_parameters())
     return {name: params[name].detach().to("cpu", torch.float32).clone() for name in run["parameters"]}
 
@@ -86,15 +160,18 @@ def probe_optimizer(optimizer_class: type, run: Dict[str, Any]) -> Dict[str, tor
     specs = run["params"]
     params = [torch.nn.Parameter(decode_tensor(s["init"]).to(torch.float64)) for s in specs]
     grads = [decode_tensor(s["grads"]).to(torch.float64) if s.get("start") else None for s in specs]
-    optimizer = optimizer_class(params, **run["kwargs"])
+    with _student_code():
+        optimizer = optimizer_class(params, **run["kwargs"])
     steps = run["steps"]
     trajectory = [torch.empty((steps, *p.shape), dtype=torch.float64) for p in params]
     for step in range(1, steps + 1):
-        optimizer.zero_grad()
+        with _student_code():
+            optimizer.zero_grad()
         for p, spec, g in zip(params, specs, grads):
             if spec.get("start") and step >= spec["start"]:
                 p.grad = g[step - 1].clone()
-        optimizer.step()
+        with _student_code():
+            optimizer.step()
         for k, p in enumerate(params):
             trajectory[k][step - 1] = p.detach().to("cpu", torch.float64).reshape(p.shape)
     return {str(k): t for k, t in enumerate(trajectory)}
@@ -105,7 +182,8 @@ def probe_optimizer(optimizer_class: type, run: Dict[str, Any]) -> Dict[str, tor
 
 def probe_ratio(function: Callable, run: Dict[str, Any]) -> Dict[str, torch.Tensor]:
     """Call ``function(first, second)`` on the run's two tensors; return the number (float64)."""
-    value = float(function(decode_tensor(run["first"]), decode_tensor(run["second"])))
+    with _student_code():
+        value = float(function(decode_tensor(run["first"]), decode_tensor(run["second"])))
     return {"value": torch.tensor(value, dtype=torch.float64)}
 
 
@@ -116,7 +194,8 @@ def probe_schedule(function: Callable, run: Dict[str, Any]) -> Dict[str, torch.T
     """Call ``function(step, total_steps, warmup_steps, base_lr[, min_lr=...])`` at every step; the values."""
     args = (int(run["total_steps"]), int(run["warmup_steps"]), float(run["base_lr"]))
     kwargs = {"min_lr": float(run["min_lr"])} if "min_lr" in run else {}
-    values = [float(function(int(step), *args, **kwargs)) for step in run["steps"]]
+    with _student_code():
+        values = [float(function(int(step), *args, **kwargs)) for step in run["steps"]]
     return {"value": torch.tensor(values, dtype=torch.float64)}
 
 
@@ -187,9 +266,10 @@ def record(exercise: str, obj: Any) -> None:
         threads = torch.get_num_threads()
         try:
             torch.set_num_threads(1)  # small tensors: more threads only contend
+            ORACLES_SEEN.clear()
             tensors, errors = _run_all(obj, spec, int(challenge.get("seed", 0)) % 2**31)
             metadata = {"exercise": exercise, "status": "error" if errors else "ok",
-                        "errors": json.dumps(errors)}
+                        "errors": json.dumps(errors), "oracles": json.dumps(sorted(ORACLES_SEEN))}
             if errors:
                 metadata["error"] = next(iter(errors.values()))
         except BaseException as error:  # noqa: B036
@@ -203,4 +283,4 @@ def record(exercise: str, obj: Any) -> None:
         raise KeyboardInterrupt
 
 
-__all__ = ["record", "encode_tensor", "decode_tensor"]
+__all__ = ["record", "encode_tensor", "decode_tensor", "arm_tripwires", "ORACLES_SEEN"]

@@ -270,6 +270,29 @@ def xavier_init(model):
             nn.init.uniform_(param, -bound, bound)"""},
 }
 
+# Delegation by a name no reading of the source can resolve: only the probe's run-time tripwires see it.
+HIDDEN_DELEGATION = {
+    "optimization": ("adam", """import torch
+
+class Adam(OptimizerTemplate):
+    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__(params, lr)
+        ready = getattr(torch, "".join(reversed("mitpo")))
+        self.inner = ready.Adam(self.params, lr=lr, betas=(beta1, beta2), eps=eps)
+
+    def step(self):
+        self.inner.step()"""),
+    "initialization": ("xavier_init", """from torch import nn
+
+def xavier_init(model):
+    kind = "".join(reversed("mrofinu"))
+    for name, param in model.named_parameters():
+        if name.endswith(".bias"):
+            nn.init.zeros_(param)
+        else:
+            getattr(nn.init, "xavier_" + kind + "_")(param)"""),
+}
+
 MISTAKES = {**BASE_MISTAKES, **DEEPER_MISTAKES}
 
 # The honest student with one mistake: name -> (exercise, a mistake of tests/test_verdicts.py, which
@@ -478,13 +501,19 @@ def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, s
         for gid, source in UNUSUAL[assignment].items():
             with_cell(gid, source, nb)
         cases["honest_unusual_style"] = Case(nb, full, flags_empty=True)
+    if assignment in HIDDEN_DELEGATION:
+        gid, source = HIDDEN_DELEGATION[assignment]
+        cases["delegates_by_a_computed_name"] = Case(with_cell(gid, source), full, flags_contain=[
+            f"{key_of(exercises, gid)} called torch.", "(delegation, seen at run time)"])
     if assignment == "optimization":
         cases["delegates_to_torch"] = Case(with_cell("adam", DELEGATING_ADAM.strip()), full,
-                                           flags_contain=["delegates to torch.optim"])
+                                           flags_contain=["delegates to torch.optim", "adam called torch.optim."])
     if assignment == "deeper":
         nb = with_cell("orthogonal_init", DEEPER_DELEGATING["orthogonal_init"].strip())
         cases["delegates_to_torch"] = Case(with_cell("adamw", DEEPER_DELEGATING["adamw"].strip(), nb), full,
-                                           flags_contain=["delegates to torch.optim", "delegates to torch.nn.init"])
+                                           flags_contain=["delegates to torch.optim", "delegates to torch.nn.init",
+                                                          "adamw called torch.optim.", "torch.optim.AdamW",
+                                                          "orthogonal_init called torch.nn.init.orthogonal_"])
     return cases
 
 

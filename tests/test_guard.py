@@ -51,18 +51,24 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+def _run_probed(script: str, io: Path, challenge: dict) -> dict:
+    """Run ``script`` in a fresh Python with a challenge and a results folder as a grading kernel has them;
+    return the JSON object its last line prints."""
+    (io / RESULTS).mkdir(parents=True)
+    (io / "challenge.json").write_text(json.dumps(challenge))
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT),
+           "COURSE_GRADING_CHALLENGE": str(io / "challenge.json"), "COURSE_GRADING_RESULTS": str(io / RESULTS)}
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 def test_only_the_probe_reaches_the_graders_files(tmp_path: Path):
     """The probe reads the challenge and writes its result; student code cannot read, list, write, link or
     reach them through a descriptor, nor make a patched probe write; each refusal is logged and names the
     exercise whose file it touched."""
     io = tmp_path / "io"
-    (io / RESULTS).mkdir(parents=True)
-    (io / "challenge.json").write_text(json.dumps(make_challenge("initialization", 3)))
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT),
-           "COURSE_GRADING_CHALLENGE": str(io / "challenge.json"), "COURSE_GRADING_RESULTS": str(io / RESULTS)}
-    run = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    outcome = json.loads(run.stdout.strip().splitlines()[-1])
+    outcome = _run_probed(SCRIPT, io, make_challenge("initialization", 3))
     assert outcome == {"probe wrote": True, "read the challenge": "refused", "write a result": "refused",
                        "list the results": "refused", "call _write": "refused", "link the folder": "refused",
                        "open relative to a descriptor": "refused", "open elsewhere": "allowed",
@@ -106,13 +112,6 @@ TRIPWIRES = textwrap.dedent('''
 def test_tripwires_see_delegation_by_any_spelling_and_nothing_else(tmp_path: Path):
     """Armed before student code, the tripwires record torch.optim reached through a computed name while the
     probe runs the student's class; an honest class, and torch used outside the probe, record nothing."""
-    io = tmp_path / "io"
-    (io / RESULTS).mkdir(parents=True)
-    (io / "challenge.json").write_text(json.dumps(make_challenge("optimization", 5)))
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT),
-           "COURSE_GRADING_CHALLENGE": str(io / "challenge.json"), "COURSE_GRADING_RESULTS": str(io / RESULTS)}
-    run = subprocess.run([sys.executable, "-c", TRIPWIRES], env=env, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    seen = _run_probed(TRIPWIRES, tmp_path / "io", make_challenge("optimization", 5))
     assert seen["honest"] == []
     assert "torch.optim.SGD" in seen["delegating"] and "torch.optim.sgd.sgd" in seen["delegating"]

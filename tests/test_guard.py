@@ -44,6 +44,9 @@ SCRIPT = textwrap.dedent('''
     relative = os.path.relpath(target, "/")
     attempt("open relative to a descriptor", lambda: os.close(os.open(relative, os.O_RDONLY, dir_fd=root)))
     attempt("open elsewhere", lambda: open(os.devnull).close())
+    probe._WATCHING[0] = -1  # tripwires muted: the probe may not even read the challenge (refused, logged)
+    probe.record("backward_variance_ratio", ratio)
+    probe._WATCHING[0] = 0
     probe._run_all = lambda obj, spec, seed: ({}, {})  # a probe made to write what the student chose
     probe.record("relu_variance_ratio", ratio)
     outcome["patched probe wrote"] = os.path.exists(target)
@@ -65,8 +68,8 @@ def _run_probed(script: str, io: Path, challenge: dict) -> dict:
 
 def test_only_the_probe_reaches_the_graders_files(tmp_path: Path):
     """The probe reads the challenge and writes its result; student code cannot read, list, write, link or
-    reach them through a descriptor, nor make a patched probe write; each refusal is logged and names the
-    exercise whose file it touched."""
+    reach them through a descriptor, nor make a patched probe or one with muted tripwires write; each refusal
+    is logged and names the exercise whose file it touched."""
     io = tmp_path / "io"
     outcome = _run_probed(SCRIPT, io, make_challenge("initialization", 3))
     assert outcome == {"probe wrote": True, "read the challenge": "refused", "write a result": "refused",
@@ -74,8 +77,10 @@ def test_only_the_probe_reaches_the_graders_files(tmp_path: Path):
                        "open relative to a descriptor": "refused", "open elsewhere": "allowed",
                        "patched probe wrote": False}
     refused = refused_accesses(io)
-    assert len(refused) == 7 and (io / RESULTS / GUARD_LOG).is_file()
+    assert len(refused) == 8 and (io / RESULTS / GUARD_LOG).is_file()
     assert touched_exercises("initialization", refused) == ["relu_variance_ratio"]
+    # the challenge: read by the student, by the muted probe and by the patched probe
+    assert sum(r["event"] == "open" and r["path"] == [str(io / "challenge.json")] for r in refused) == 3
 
 
 TRIPWIRES = textwrap.dedent('''

@@ -130,7 +130,8 @@ GUARDED_EVENTS = {"open": (0,), "os.rename": (0, 1), "os.remove": (0,), "os.rmdi
                   "os.symlink": (0, 1), "os.truncate": (0,), "os.utime": (0,), "os.chdir": (0,),
                   "os.setxattr": (0,), "os.removexattr": (0,), "shutil.copyfile": (0, 1), "shutil.copytree": (0, 1),
                   "shutil.rmtree": (0,), "shutil.move": (0, 1), "glob.glob": (0,), "glob.glob/2": (0,)}
-PROBE_NAMES = ("record", "_write", "_run_all", "PROBES", "decode_tensor", "INTERRUPTED")
+PROBE_NAMES = ("record", "_write", "_run_all", "PROBES", "decode_tensor", "INTERRUPTED", "ORACLES_SEEN", "_WATCHING",
+               "_student_code", "_tripwire")
 
 
 def guard_grading_files(probe: types.ModuleType, challenge: str, results: str) -> Callable[[str, tuple], None]:
@@ -163,7 +164,7 @@ def guard_grading_files(probe: types.ModuleType, challenge: str, results: str) -
     def probe_intact() -> bool:
         return (all(probe.__dict__.get(name) is value for name, value in originals.items())
                 and all(originals[name].__code__ is code for name, code in codes.items())
-                and dict(probe.PROBES) == kinds)
+                and dict(probe.PROBES) == kinds and probe._WATCHING == [0])  # tripwires as armed, not muted
 
     def hook(event: str, args: tuple) -> None:
         positions = GUARDED_EVENTS.get(event)

@@ -228,7 +228,8 @@ def _export(batch: Batch, students: dict[str, StudentResult], rewrite: Collectio
     gradebook.write_csv(ws.grades_csv(), rows, cells)
     report = {s: {"status": r.status, "points": {**r.points, **{c: a["instructor"] for c, a in r.adjustments.items()}},
                   "grader_points": r.points, "adjustments": r.adjustments, "verdicts": r.verdicts,
-                  "notes": r.notes, "review_flags": r.flags, "seconds": r.seconds} for s, r in sorted(students.items())}
+                  "notes": r.notes, "review_flags": r.flags, "seconds": r.seconds, "memory_mb": r.memory_mb}
+              for s, r in sorted(students.items())}
     ws.report_json().write_text(json.dumps(report, indent=1))
     try:
         if students:  # an empty batch (a workspace being set up) has no class to show
@@ -267,13 +268,16 @@ class Change:
     properties: list[str]  # the properties whose verdict flips, as "name: passed -> failed"
     checks_before: str
     checks_after: str
+    instructor: Optional[float] = None  # the score set by hand in the formgrader, which stays (it wins over both)
 
 
 def regrade(assignment: str, settings: Optional[GradingSettings] = None, apply: bool = False) -> list[Change]:
     """Judge every graded student's stored evidence again with the current checks, running no notebook; write
     ``regrade_ASSIGNMENT.csv`` (whose points move, by how much, which properties flip) and return the changes.
     With ``apply``, the new verdicts replace the old ones in the gradebook, the state, every export and the
-    pages of the students whose points moved; without, nothing but the preview CSV is written."""
+    pages of the students whose points moved; without, nothing but the preview CSV is written. A score the
+    instructor set by hand stays (nbgrader counts the manual score over the auto score the regrade writes);
+    the change lists it as ``instructor``."""
     settings = settings or GradingSettings()
     ws = Workspace(settings.workspace, assignment)
     if not ws.state_file().is_file() or not ws.source_notebook().is_file():
@@ -284,10 +288,13 @@ def regrade(assignment: str, settings: Optional[GradingSettings] = None, apply: 
     version = judging.checks_version()
     changes: list[Change] = []
     moved: set[str] = set()
+    recorded = gradebook.recorded_grades(settings.gradebook_url(), assignment,
+                                         [s for s, r in students.items() if r.status == "graded"])
     for sid, r in sorted(students.items()):
         folder = ws.kept_evidence(sid)
         if r.status != "graded" or not (folder / "challenge.json").is_file():
             continue
+        r.adjustments = _adjustments(recorded.get(sid, {}))  # scores set in the formgrader since the last export
         challenge = json.loads((folder / "challenge.json").read_text())
         refused = json.loads((folder / "refused.json").read_text()) if (folder / "refused.json").is_file() else []
         judged = judging.judge(assignment, challenge, folder, refused)
@@ -299,7 +306,8 @@ def regrade(assignment: str, settings: Optional[GradingSettings] = None, apply: 
             flips = [f"{name}: {_passed(old.get(name))} -> {_passed(new.get(name))}"
                      for name in dict.fromkeys([*old, *new]) if old.get(name) != new.get(name)]
             if before is None or abs(after - before) > 1e-9 or flips:
-                changes.append(Change(sid, e.key, before, after, flips, r.checks, version))
+                by_hand = r.adjustments.get(e.test_cell, {}).get("instructor")
+                changes.append(Change(sid, e.key, before, after, flips, r.checks, version, by_hand))
         if apply:
             r.verdicts = {key: verdict_json(v) for key, v in judged.items()}
             if any(c.student_id == sid for c in changes):

@@ -146,8 +146,9 @@ def _regrade(assignment: str, settings: GradingSettings, apply: bool) -> int:
         return 2
     for c in changes:
         print(f"{c.student_id} {c.exercise}: {c.points_before} -> {c.points_after}"
-              + (f" ({'; '.join(c.properties)})" if c.properties else ""), file=sys.stderr)
-    moved = {c.student_id for c in changes if c.points_before != c.points_after}
+              + (f" ({'; '.join(c.properties)})" if c.properties else "")
+              + (f"; set by hand to {c.instructor}, which stays" if c.instructor is not None else ""), file=sys.stderr)
+    moved = {c.student_id for c in changes if c.points_before != c.points_after and c.instructor is None}
     table = Path(settings.workspace) / f"regrade_{assignment}.csv"
     print(f"{len(moved)} student{'s' if len(moved) != 1 else ''}: points {'moved' if apply else 'would move'}; "
           f"{len(changes)} change{'s' if len(changes) != 1 else ''} in {table}"

@@ -28,7 +28,7 @@ from grading.authoring.release import release_path
 from grading.course import ASSIGNMENTS, COURSE_ID, EXERCISES, REPO_ROOT, source_notebook
 from grading.reports import lms, similarity, tables
 from grading.reports.feedback import find_leaks, grading_code_lines
-from grading.running.workspace import scrub_lines
+from grading.running.workspace import Workspace, scrub_lines
 from grading.sandbox.launcher import bwrap_available
 from grading.settings import GradingSettings
 
@@ -270,39 +270,50 @@ def test_namesakes_odd_file_names_and_formulas_from_lms_downloads(init_corpus, t
 
 
 def test_a_score_changed_in_the_formgrader_reaches_every_export(init_corpus, tmp_path):
-    """A manual score set in the gradebook (as the formgrader sets it), then `python -m grading.export` on a
-    copy of the workspace: the CSV, the report, the class report, the student's page and the Canvas file
-    show the instructor's points; the page says they were set by hand; other students are unchanged."""
+    """Manual scores set in the gradebook (as the formgrader sets them) for a Canvas and a Moodle student, then
+    `python -m grading.export` on a copy of the workspace: the CSV, the report, the class report (its table of
+    points set by hand), the student's page and the Canvas and Moodle files show the instructor's points; the
+    page says they were set by hand; other students are unchanged."""
     from nbgrader.api import Gradebook
 
     ws = tmp_path / "ws"
     shutil.copytree(init_corpus["ws"], ws, symlinks=True)
     by_origin = {row["origin"]: row for row in init_corpus["ids"].values()}
     sid = by_origin["smithjohn_2001_501_initialization.ipynb"]["student_id"]
+    moodle_sid = by_origin["John Smith_12_assignsubmission_file_/initialization.ipynb"]["student_id"]
     full = sum(init_corpus["cases"]["reference"].expected.values())
     with Gradebook(f"sqlite:///{ws / 'gradebook.db'}", COURSE_ID) as gb:
-        grade = gb.find_grade("xavier_init_tests", "initialization", "initialization", sid)
-        grade.manual_score = 0.0
+        for student, score in ((sid, 0.0), (moodle_sid, 1.0)):
+            grade = gb.find_grade("xavier_init_tests", "initialization", "initialization", student)
+            grade.manual_score = score
         gb.db.commit()
-    canvas = tmp_path / "canvas.csv"
-    run = subprocess.run([sys.executable, "-m", "grading.export", str(ws), "initialization", "--canvas", str(canvas)],
-                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    canvas, moodle = tmp_path / "canvas.csv", tmp_path / "moodle.csv"
+    run = subprocess.run([sys.executable, "-m", "grading.export", str(ws), "initialization", "--canvas", str(canvas),
+                          "--moodle", str(moodle)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
     assert run.returncode in (0, 1), run.stderr  # 1: rows without an LMS id are left out, and listed
-    assert f"points set by the instructor for 1: {sid}" in run.stderr
+    assert f"points set by the instructor for 2: {', '.join(sorted([sid, moodle_sid]))}" in run.stderr
     rows = read_csv(ws / "grades_initialization.csv")
     assert float(rows[sid]["xavier_init_tests"]) == 0.0 and float(rows[sid]["total"]) == full - 3.0
     assert "xavier_init_tests set by the instructor: 3.0 -> 0.0" in rows[sid]["notes"]
     before = read_csv(init_corpus["ws"] / "grades_initialization.csv")
-    assert {k: r["total"] for k, r in rows.items() if k != sid} == {k: r["total"] for k, r in before.items()
-                                                                     if k != sid}
+    assert {k: r["total"] for k, r in rows.items() if k not in (sid, moodle_sid)} == {
+        k: r["total"] for k, r in before.items() if k not in (sid, moodle_sid)}
     report = json.loads((ws / "report_initialization.json").read_text())[sid]
     assert report["points"]["xavier_init_tests"] == 0.0 and report["grader_points"]["xavier_init_tests"] == 3.0
     page = (ws / rows[sid]["feedback"]).read_text()
     assert "set by your instructor" in page and "Your instructor set these points to 0 by hand" in page
-    assert json.loads((ws / "class_initialization.json").read_text())["totals"] == sorted(
-        float(r["total"]) for r in rows.values() if r["status"] == "graded")
+    summary = json.loads((ws / "class_initialization.json").read_text())
+    assert summary["totals"] == sorted(float(r["total"]) for r in rows.values() if r["status"] == "graded")
+    xavier = next(e.name for e in EXERCISES["initialization"] if e.test_cell == "xavier_init_tests")
+    assert summary["set_by_hand"] == [
+        {"student_id": s, "exercise": xavier, "grader": 3.0, "instructor": score}
+        for s, score in sorted([(sid, 0.0), (moodle_sid, 1.0)])]
+    class_page = (ws / "class_initialization.html").read_text()
+    assert "Points set by hand" in class_page and html.escape(moodle_sid) in class_page
     _, canvas_rows = tables.read_dicts(canvas)
     assert ("2001", full - 3.0) in {(r["ID"], float(r["initialization"])) for r in canvas_rows[1:]}
+    _, moodle_rows = tables.read_dicts(moodle)
+    assert ("Participant 12", full - 2.0) in {(r["Identifier"], float(r["Grade"])) for r in moodle_rows}
 
 
 def test_a_changed_weight_is_previewed_then_applied_without_running_a_notebook(opt_corpus, tmp_path, monkeypatch):
@@ -347,6 +358,17 @@ def test_a_changed_weight_is_previewed_then_applied_without_running_a_notebook(o
                           "--workspace", str(ws)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
     assert run.returncode == 1 and f"{one} adam: {expected} -> {moved[0].points_before}" in run.stderr, run.stderr
     assert "1 student: points would move" in run.stderr and grades.read_bytes() == applied
+    # a score set by hand (as the formgrader sets it) is listed by the regrade and stays when it is applied
+    with Gradebook(f"sqlite:///{ws / 'gradebook.db'}", COURSE_ID) as gb:
+        gb.find_grade("adam_tests", "optimization", "optimization", one).manual_score = 1.0
+        gb.db.commit()
+    run = subprocess.run([sys.executable, "-m", "grading.grade", "optimization", "unread", "--apply",
+                          "--workspace", str(ws)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    assert f"{one} adam: {expected} -> {moved[0].points_before}; set by hand to 1.0, which stays" in run.stderr
+    assert "0 students: points moved" in run.stderr and run.returncode == 0, run.stderr
+    assert float(read_csv(grades)[one]["adam_tests"]) == 1.0
+    with Gradebook(f"sqlite:///{ws / 'gradebook.db'}", COURSE_ID) as gb:
+        assert gb.find_grade("adam_tests", "optimization", "optimization", one).score == pytest.approx(1.0)
 
 
 def test_workspace_notebooks_are_inert_and_nbgrader_feedback_is_refused(init_corpus):
@@ -395,6 +417,9 @@ def test_class_report_counts_what_the_csv_and_report_hold(init_corpus, tmp_path)
     assert init_corpus["rows"]["reference"]["student_id"] in close
     page = report.html.read_text()
     assert "<script" not in page and "default-src 'none'" in page
+    assert not find_leaks(page, scrub_lines(Workspace(ws, "initialization").source_notebook()))  # no hidden test
+    memory = json.loads(report.json.read_text())["memory_mb"]  # every kernel ran in its own cgroup
+    assert 50 < memory["median"] <= memory["max"] and "Peak memory of a student" in page
     # one line per diagnosis and set of students: an exercise not started reads once, not once per property
     assert 0 < page.count("your code raised NotImplementedError") <= len(EXERCISES["initialization"])
     alts = re.findall(r'<img [^>]*alt="([^"]*)"', page)

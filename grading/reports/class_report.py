@@ -7,7 +7,8 @@ Read from what a batch leaves in the workspace (the grade CSV, the JSON report, 
 there is one), it shows: the status counts; the distribution of the totals and of each exercise's points;
 for every property, how many graded students passed it, and for each diagnosis the grader gave (the
 sentence the students saw) how many students got it, most common first; the review flags by kind with
-the students behind them; the seconds per submission and the slowest submissions; and the similarity
+the students behind them; the points the instructor set by hand in the formgrader; the seconds and the
+peak memory per submission, with the slowest and largest submissions; and the similarity
 summary, with each student's similarity to the reference solution. The page has no script, no external
 file and escapes every student-given text; each figure is a PNG with a text alternative.
 """
@@ -109,6 +110,19 @@ def summarize(workspace: Path, assignment: str) -> dict[str, Any]:
         "slowest": [{"student_id": sid, "seconds": round(s, 2)}
                     for sid, s in sorted(seconds.items(), key=lambda item: -item[1])[:SLOWEST]],
     }
+    memory = {sid: entry.get("memory_mb") for sid, entry in report.items()}
+    memory = {sid: m for sid, m in memory.items() if isinstance(m, (int, float))}
+    summary["memory_mb"] = {
+        "median": round(statistics.median(memory.values()), 1) if memory else None,
+        "max": round(max(memory.values()), 1) if memory else None,
+        "largest": [{"student_id": sid, "memory_mb": round(m, 1)}
+                    for sid, m in sorted(memory.items(), key=lambda item: -item[1])[:SLOWEST]],
+    }
+    names = {e.test_cell: e.name for e in exercises}
+    summary["set_by_hand"] = [
+        {"student_id": sid, "exercise": names.get(cell, cell), "grader": a.get("grader"),
+         "instructor": a.get("instructor")}
+        for sid, entry in sorted(report.items()) for cell, a in sorted((entry.get("adjustments") or {}).items())]
     summary["similarity"] = _similarity(ws)
     return summary
 
@@ -220,12 +234,23 @@ def render(summary: dict[str, Any]) -> str:
     parts.append(_table(["students", "flag", "who"], [[len(ids), kind, _students(ids)]
                                                       for kind, ids in summary["flags"].items()])
                  if summary["flags"] else "<p>No review flag.</p>")
-    sec = summary["seconds"]
-    parts.append("<h2>Time</h2>")
+    parts.append("<h2>Points set by hand</h2>")
+    parts.append(_table(["student", "exercise", "the grader's points", "the instructor's points"],
+                        [[m["student_id"], m["exercise"], "" if m["grader"] is None else m["grader"], m["instructor"]]
+                         for m in summary["set_by_hand"]])
+                 if summary["set_by_hand"] else "<p>No score was changed by hand in the formgrader.</p>")
+    sec, mem = summary["seconds"], summary["memory_mb"]
+    parts.append("<h2>Time and memory</h2>")
     parts.append(f"<p>nbgrader's run per submission: median {sec['median']} s, longest {sec['max']} s.</p>"
                  if sec["median"] is not None else "<p>No timing recorded.</p>")
     if sec["slowest"]:
         parts.append(_table(["student", "seconds"], [[s["student_id"], s["seconds"]] for s in sec["slowest"]]))
+    parts.append(f"<p>Peak memory of a student's kernel (its cgroup, children included): median {mem['median']} MB, "
+                 f"largest {mem['max']} MB.</p>" if mem["median"] is not None else
+                 "<p>No memory recorded (the kernels ran without a cgroup).</p>")
+    if mem["largest"]:
+        parts.append(_table(["student", "peak memory (MB)"], [[m["student_id"], m["memory_mb"]]
+                                                               for m in mem["largest"]]))
     parts.append("<h2>Similarity</h2>")
     sim = summary["similarity"]
     if sim is None:

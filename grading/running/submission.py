@@ -62,6 +62,7 @@ class StudentResult:
     # test cell -> {"grader": the grader's points, "instructor": the gradebook's} where they differ (formgrader)
     adjustments: dict[str, dict[str, Optional[float]]] = field(default_factory=dict)
     checks: str = ""  # judging.checks_version() of the verdicts
+    memory_mb: Optional[float] = None  # the kernel's peak memory (its cgroup's), None without a cgroup
 
     def total(self) -> Optional[float]:
         """Sum of the points, or None when the student was not graded."""
@@ -219,6 +220,7 @@ def _grade_student(batch: Batch, result: StudentResult, seed: int, feedback: boo
                                 + (f"; and {len(refused) - 3} more)" if len(refused) > 3 else ")"))
         status = launcher.read_status(io_dir=str(io))
         result.notes += [w for w in status.get("warnings", []) if w not in result.notes]
+        result.memory_mb = launcher.peak_memory_mb(batch.sandbox, io_dir=str(io))
     finally:
         launcher.cleanup(batch.sandbox, io_dir=str(io))
         shutil.rmtree(runtime, ignore_errors=True)

@@ -216,6 +216,17 @@ def read_status(io_dir: Optional[str] = None, connection_file: Optional[str] = N
         return {}
 
 
+def peak_memory_mb(settings: SandboxSettings, io_dir: Optional[str] = None,
+                   connection_file: Optional[str] = None) -> Optional[float]:
+    """The most memory the kernel's cgroup held (its children and tmpfs included), in MB; None without a
+    cgroup or where the hierarchy does not report it. Read before ``cleanup`` removes the group."""
+    try:
+        peak = cg.usage(run_name(io_dir, connection_file), settings.cgroup_root)["peak_bytes"]
+    except (cg.CgroupError, OSError, ValueError):
+        return None
+    return round(peak / 2**20, 1) if peak else None
+
+
 def cleanup(settings: SandboxSettings, io_dir: Optional[str] = None, connection_file: Optional[str] = None) -> bool:
     """After the kernel is gone and its results were read: kill its leftovers, remove its cgroup, unmount
     its shared tmpfs (runtime folder, ``IO/results``); True when all went."""

@@ -130,10 +130,11 @@ def read_csv(path: Path) -> dict[str, dict]:
 
 def outputs(ws: Path) -> dict[str, str]:
     """The CSV, the report and every feedback page, as text; the batch's timestamp on a page and the
-    seconds each submission took masked."""
+    seconds and memory each submission took masked."""
     report = json.loads((ws / f"report_{ASSIGNMENT}.json").read_text())
     for row in report.values():
         row["seconds"] = sorted(row["seconds"])
+        row["memory_mb"] = row["memory_mb"] is not None
     found = {"csv": (ws / f"grades_{ASSIGNMENT}.csv").read_text(), "report": json.dumps(report, indent=1)}
     for page in sorted((ws / "feedback").rglob("*.html")):
         found[str(page.relative_to(ws))] = re.sub(r" · \d{4}-\d\d-\d\d \d\d:\d\d</p>", " · TIME</p>", page.read_text())

@@ -30,13 +30,14 @@ from typing import Callable, Collection, Optional
 from tqdm.auto import tqdm
 
 from grading import judging
-from grading.intake.collect import collect
+from grading.intake.collect import Submission, collect
 from grading.reports import gradebook, tables
 from grading.reports.class_report import write_class_report
 from grading.reports.feedback import grading_code_lines
 from grading.running.canary import run_canary
 from grading.running.local import grade_locally
 from grading.running.submission import (
+    Attempt,
     Batch,
     GradingError,
     Job,
@@ -145,26 +146,23 @@ def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = Non
         print(f"WARNING: {warning}", file=sys.stderr)
     todo: list[Job] = []
     for sub in submissions:
-        key = sub.sha256[:32] + fingerprint
+        handed_in = [*sub.alternates, sub]  # several: one name, no LMS id; each is graded, the best kept
+        key = "".join(s.sha256[:32] for s in handed_in) + fingerprint
         previous = students.get(sub.student_id)
         if previous and not settings.force and previous.key == key and previous.status == "graded":
             continue
-        try:
-            data = sub.read()
-        except (OSError, ValueError) as error:
-            students[sub.student_id] = StudentResult(sub.student_id, sub.student_name, sub.origin, "unreadable",
-                                                     notes=[f"ERROR: {error}"], key=key)
-            continue
-        text, notes, flags = repair(batch, data)
-        if not settings.cluster:
-            write_submission(batch, sub.student_id, text)
-            notes += host_warnings  # on a cluster, the worker adds its own host's warnings
-        result = StudentResult(sub.student_id, sub.student_name, sub.origin,
-                               "pending" if text is not None else "unreadable",
-                               notes=list(sub.notes) + notes, flags=flags, key=key)
+        attempts = [_attempt(batch, salt, s) for s in handed_in]
+        shared = list(sub.notes) + ([] if settings.cluster else host_warnings)  # a worker adds its own host's
+        readable = any(a.notebook is not None for a in attempts)
+        why = [] if readable else [n if len(attempts) == 1 else n.replace(": ", f": {a.origin}: ", 1)
+                                   for a in attempts for n in a.notes]
+        if not readable and not settings.cluster:
+            write_submission(batch, sub.student_id, None)  # no earlier notebook of theirs stays in the workspace
+        result = StudentResult(sub.student_id, sub.student_name, sub.origin, "pending" if readable else "unreadable",
+                               notes=shared + why, key=key)
         students[sub.student_id] = result
-        if text is not None:
-            todo.append(Job(result, text, challenge_seed(salt, assignment, data)))
+        if readable:
+            todo.append(Job(result, attempts))
     gradebook.create_students(db_url, {j.result.student_id: j.result.student_name for j in todo})
     say = progress or (lambda text: print(text, file=sys.stderr))
     where = f"cluster {settings.cluster}" if settings.cluster else f"{settings.jobs} job(s)"
@@ -187,6 +185,16 @@ def grade(assignment: str, path: Path, settings: Optional[GradingSettings] = Non
         _export(batch, students)
     return Report(assignment, students, points, ws.grades_csv(), ws.report_json(),
                   [j.result.student_id for j in todo], time.time() - started)
+
+
+def _attempt(batch: Batch, salt: bytes, sub: Submission) -> Attempt:
+    """A handed-in notebook read and repaired, with its challenge seed (its notebook None when unreadable)."""
+    try:
+        data = sub.read()
+    except (OSError, ValueError) as error:
+        return Attempt(sub.origin, None, 0, [f"ERROR: {error}"])
+    text, notes, flags = repair(batch, data)
+    return Attempt(sub.origin, text, challenge_seed(salt, batch.ws.assignment, data), notes, flags)
 
 
 def _adjustments(grades: dict[str, tuple[Optional[float], float]]) -> dict[str, dict[str, Optional[float]]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import struct
 import tracemalloc
@@ -74,7 +75,20 @@ def test_collect_maps_folders_flat_names_zips_and_patterns(tmp_path):
         z.writestr(zipfile.ZipInfo("Jane Doe_123_assignsubmission_file_/v2.ipynb", (2024, 1, 2, 0, 0, 0)), "{2}")
     subs, _ = collect(archive, pattern=r"^[^_]+_(?P<student_id>\d+)_")
     assert [(s.student_id, s.origin) for s in subs] == [("123", "Jane Doe_123_assignsubmission_file_/v2.ipynb")]
-    assert "WARNING: 2 notebooks handed in; graded the newest" in subs[0].notes[0] and subs[0].read() == b"{2}"
+    assert subs[0].read() == b"{2}" and not subs[0].notes  # a pattern's key is no LMS id: each is graded
+    assert [(s.student_id, s.origin, s.read()) for s in subs[0].alternates] == [
+        ("123", "Jane Doe_123_assignsubmission_file_/opt.ipynb", b"{1}")]
+
+
+def test_several_notebooks_of_a_name_are_all_kept_for_grading(tmp_path):
+    """One folder, three notebooks: the newest is the submission, the others its alternates, oldest first."""
+    for i, name in enumerate(["b.ipynb", "a.ipynb", "c.ipynb"]):
+        path = _notebook(tmp_path, f"dir/alice/{name}", f"{{{i}}}")
+        os.utime(path, (1_700_000_000 + i, 1_700_000_000 + i))
+    [sub], warnings = collect(tmp_path / "dir")
+    assert not warnings and sub.origin == "alice/c.ipynb" and not sub.notes
+    assert [(s.origin, s.student_id, s.read()) for s in sub.alternates] == [("alice/b.ipynb", "alice", b"{0}"),
+                                                                            ("alice/a.ipynb", "alice", b"{1}")]
 
 
 def test_homonyms_of_an_lms_download_stay_two_students(tmp_path):
@@ -92,7 +106,8 @@ def test_homonyms_of_an_lms_download_stay_two_students(tmp_path):
     assert [s.student_name for s in subs] == ["smithjohn", "smithjohn"]
     assert len({s.student_id for s in subs}) == 2
     late = by_origin["smithjohn_LATE_2002_503_optimization-1.ipynb"]
-    assert late.read() == b"{3}" and late.notes[0].startswith("WARNING: 2 notebooks handed in")
+    assert late.read() == b"{3}" and not late.alternates
+    assert late.notes[0].startswith("WARNING: 2 notebooks handed in under one LMS id; graded the latest")
     folder = tmp_path / "moodle"
     _notebook(folder, "John Smith_11_assignsubmission_file_/optimization.ipynb", "{11}")
     _notebook(folder, "John Smith_12_assignsubmission_file_/optimization.ipynb", "{12}")

@@ -60,6 +60,10 @@ LMS_FILES = {b"smithjohn_2001_501_initialization.ipynb": "reference",
              FORMULA_NAME.encode() + b"_13_assignsubmission_file_/initialization.ipynb": "reference",
              b"flood_of_empty_cells/initialization.ipynb": "reference+empty_cells"}
 EMPTY_CELLS = 300_000
+# One student, three notebooks and no LMS id (oldest first): the reference, the untouched release, a broken file.
+SEVERAL_FILES = {b"kept_the_best/initialization.ipynb": "reference",
+                 b"kept_the_best/initialization (1).ipynb": "untouched_release",
+                 b"kept_the_best/initialization (2).ipynb": "not_a_notebook"}
 
 
 def read_csv(path: Path) -> dict[str, dict]:
@@ -95,15 +99,21 @@ def grade_corpus(assignment: str, root: Path, canary_dir: Path, names=None, db_u
     for person, like in people.items():
         (subs / person).mkdir(parents=True)
         nbformat.write(cases[like].notebook, str(subs / person / f"{assignment}.ipynb"))
-    for relative, like in (files or {}).items():
+    for age, (relative, like) in enumerate((files or {}).items()):  # written oldest first
         path = os.path.join(os.fsencode(subs), relative)
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        if like == "not_a_notebook":
+            with open(path, "w") as f:
+                f.write("this is not a notebook")
+            os.utime(path, (1_700_000_000 + age,) * 2)
+            continue
         data = json.loads(nbformat.writes(cases[like.removesuffix("+empty_cells")].notebook))
         if like.endswith("+empty_cells"):  # a flood of empty cells after the answer (written as JSON: fast)
             data["cells"] += [{"cell_type": "code", "id": f"e{i}", "source": "", "metadata": {}, "outputs": [],
                                "execution_count": None} for i in range(EMPTY_CELLS)]
         with open(path, "w", encoding="utf-8") as f:
             json.dump(data, f)
+        os.utime(path, (1_700_000_000 + age,) * 2)
     config = GradingSettings(workspace=ws, db_url=db_url, canary_dir=canary_dir, **{**CORPUS_SETTINGS, **settings})
     try:
         report = api.grade(assignment, subs, config)
@@ -118,7 +128,8 @@ def grade_corpus(assignment: str, root: Path, canary_dir: Path, names=None, db_u
 @pytest.fixture(scope="module")
 def init_corpus(tmp_path_factory, canary_dir):
     """The whole corpus of the initialization assignment, graded with --jobs 2."""
-    return grade_corpus("initialization", tmp_path_factory.mktemp("init"), canary_dir, files=LMS_FILES)
+    return grade_corpus("initialization", tmp_path_factory.mktemp("init"), canary_dir,
+                        files={**LMS_FILES, **SEVERAL_FILES})
 
 
 @pytest.fixture(scope="module")
@@ -267,6 +278,31 @@ def test_namesakes_odd_file_names_and_formulas_from_lms_downloads(init_corpus, t
             cells = [cell for row in csv.reader(f) for cell in row]
         assert not [c for c in cells if c.startswith(tables.FORMULA_STARTS) and not tables.NUMBER.fullmatch(c)]
     assert "'" + FORMULA_NAME in grades.read_text(encoding="utf-8")
+
+
+def test_several_notebooks_under_one_name_are_each_graded_and_the_best_kept(init_corpus):
+    """A folder with the reference, then the release, then a broken file: each is tried, the older reference is
+    kept (graded again, so the workspace, the gradebook and the page are its), the row names the others."""
+    from grading.reports import gradebook
+
+    full = sum(init_corpus["cases"]["reference"].expected.values())
+    [row] = [r for r in init_corpus["ids"].values() if r["origin"].startswith("kept_the_best/")]
+    assert row["origin"] == "kept_the_best/initialization.ipynb" and row["status"] == "graded"
+    assert float(row["total"]) == full
+    assert ("WARNING: 3 notebooks handed in under one name, and no LMS id says which counts: graded each and kept "
+            f"the best, kept_the_best/initialization.ipynb ({full:g} points); the others: kept_the_best/"
+            "initialization (1).ipynb (0 points), kept_the_best/initialization (2).ipynb (unreadable)") in row["notes"]
+    assert "set by the instructor" not in row["notes"]
+    sid, ws = row["student_id"], Workspace(init_corpus["settings"].workspace, "initialization")
+    recorded = gradebook.recorded_grades(init_corpus["settings"].gradebook_url(), "initialization", [sid])[sid]
+    assert sum(score for _, score in recorded.values()) == full
+    kept = read("initialization", ws.submitted_notebook(sid))
+    reference = init_corpus["cases"]["reference"].notebook
+    assert [c.source for c in kept.cells] == [c.source for c in reference.cells]
+    page = (ws.root / row["feedback"]).read_text()
+    assert "kept the best" in page and f"<th>Total</th><th>{full:g} / {full:g}</th>" in page
+    report = json.loads(ws.report_json().read_text())[sid]
+    assert set(report["seconds"]) >= {"nbgrader", "judging", "feedback"} and report["seconds"]["nbgrader"] > 0
 
 
 def test_a_score_changed_in_the_formgrader_reaches_every_export(init_corpus, tmp_path):

@@ -9,8 +9,10 @@ Rules, first match wins (paths are relative to the folder or zip root, with '/' 
 3. a notebook inside a folder: the first folder names the student (``alice/optimization.ipynb``,
    or nbgrader's own ``submitted/alice/optimization/optimization.ipynb``);
 4. a notebook at the top: the name is the file name up to the first ``_`` (``alice_optimization.ipynb``).
-When one student (one key) has several notebooks, the newest is graded and the row carries a WARNING
-naming the others (it needs a look: a resubmission, or two files where one was expected). Whatever the
+When one LMS id has several notebooks (attempts: Canvas names a resubmission ``..._LATE_...``), the
+latest is graded and the row carries a WARNING naming the others. When any other key (a name, a folder,
+a pattern's group) has several, nothing says which one counts: the newest is the ``Submission`` and the
+others are its ``alternates``; the pipeline grades every one and keeps the best (running.submission). Whatever the
 file is called, it is graded as the assignment's notebook. A file name that is not valid UTF-8 is kept
 losslessly with its undecodable bytes escaped (``Zo\\xeb_optimization.ipynb``), with a note.
 
@@ -88,6 +90,7 @@ class Submission:
     opener: Callable[[], BinaryIO] = field(repr=False)
     max_bytes: int = CollectLimits.max_notebook_bytes
     notes: list[str] = field(default_factory=list)
+    alternates: list["Submission"] = field(default_factory=list)  # other notebooks of the key, oldest first
 
     def read(self) -> bytes:
         """The notebook's bytes, read now; TooLarge past the size limit, Unreadable (both ValueError)."""
@@ -274,6 +277,7 @@ def collect(path: Path, pattern: Optional[str] = None, limits: Optional[CollectL
     if pattern and "student_id" not in re.compile(pattern).groupindex:
         raise ValueError(f"the pattern {pattern!r} needs a named group (?P<student_id>...)")
     found: dict[str, list[Submission]] = {}
+    lms_keys: set[str] = set()  # keys that are an LMS's id (several notebooks: attempts, the latest counts)
     warnings: list[str] = []
     budget = limits.max_total_bytes
     for entry in _entries(Path(path)):
@@ -304,6 +308,8 @@ def collect(path: Path, pattern: Optional[str] = None, limits: Optional[CollectL
         sub = Submission("", key[1], relative, entry.timestamp, size, digest, entry.opener, limits.max_notebook_bytes,
                          [entry.note] if entry.note else [])
         found.setdefault(key[0], []).append(sub)
+        if not pattern and lms_student_of(relative):
+            lms_keys.add(key[0])
     ids, id_warnings = _assign_ids(set(found))
     warnings += id_warnings
     submissions = []
@@ -311,9 +317,13 @@ def collect(path: Path, pattern: Optional[str] = None, limits: Optional[CollectL
         items.sort(key=lambda s: (s.timestamp, s.origin))
         chosen = items[-1]
         chosen.student_id = ids[key]
-        if len(items) > 1:
+        if len(items) > 1 and key in lms_keys:
             others = ", ".join(s.origin for s in items[:-1])
-            chosen.notes.append(f"WARNING: {len(items)} notebooks handed in; graded the newest ({chosen.origin}), "
-                                f"not {others}")
+            chosen.notes.append(f"WARNING: {len(items)} notebooks handed in under one LMS id; graded the latest "
+                                f"({chosen.origin}), not {others}")
+        elif len(items) > 1:
+            chosen.alternates = items[:-1]
+            for other in chosen.alternates:
+                other.student_id = ids[key]
         submissions.append(chosen)
     return submissions, warnings

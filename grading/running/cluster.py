@@ -32,7 +32,7 @@ import nbformat
 
 from grading.course import GRADING_DIR, REPO_ROOT, SOURCE_DIR
 from grading.running.canary import run_canary
-from grading.running.submission import Batch, GradingError, Job, StudentResult, grade_submission, write_submission
+from grading.running.submission import Attempt, Batch, GradingError, Job, StudentResult, grade_job
 from grading.running.workspace import Workspace, digest_files, prepare, sandbox_settings
 from grading.sandbox import launcher
 from grading.settings import settings_from_json, settings_to_json
@@ -164,8 +164,7 @@ def grade_task(spec: dict, job: dict) -> dict:
     batch, warnings = worker_batch(spec)
     result = StudentResult(**job["result"])
     result.notes += [w for w in warnings if w not in result.notes]
-    write_submission(batch, result.student_id, job["notebook"])
-    grade_submission(batch, result, job["seed"])
+    result = grade_job(batch, Job(result, [Attempt(**a) for a in job["attempts"]]))
     page = (batch.ws.root / result.feedback).read_text() if result.feedback else None
     executed = batch.ws.autograded_notebook(result.student_id)
     limit = batch.settings.max_notebook_mb * 2**20
@@ -224,9 +223,9 @@ def grade_on_cluster(batch: Batch, todo: list[Job]) -> Iterator[StudentResult]:
     try:
         spec = batch_spec(batch)
         [shared] = client.scatter([spec], broadcast=True, hash=False)
-        futures = {client.submit(grade_task, shared, {"result": dataclasses.asdict(j.result), "notebook": j.notebook,
-                                                      "seed": j.seed},
-                                 key=f"grade-{spec['key']}-{j.result.student_id}-{j.seed:x}", pure=False,
+        futures = {client.submit(grade_task, shared, {"result": dataclasses.asdict(j.result),
+                                                      "attempts": [dataclasses.asdict(a) for a in j.attempts]},
+                                 key=f"grade-{spec['key']}-{j.result.student_id}-{j.attempts[-1].seed:x}", pure=False,
                                  retries=0): j for j in todo}
         for future in as_completed(futures):
             job = futures[future]

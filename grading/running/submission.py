@@ -1,11 +1,11 @@
 """One submission, from its repaired notebook to its row: the step both runners call.
 
-``grade_submission(batch, result, seed)`` draws the submission's challenge (a keyed hash of its bytes
-picks the seed), has nbgrader execute the notebook in a sandboxed kernel of its own (through one of
-the batch's long-lived autograde processes), judges what the probes recorded outside the sandbox,
-records the points in the gradebook and writes the feedback page. It never raises: a failure is
-recorded in the row. ``grading.running.local`` calls it in threads, ``grading.running.cluster`` on
-Dask workers.
+``grade_job(batch, job)`` places a student's notebook; ``grade_submission(batch, result, seed)`` draws
+its challenge (a keyed hash of its bytes picks the seed), has nbgrader execute it in a sandboxed kernel
+of its own (through one of the batch's long-lived autograde processes), judges what the probes recorded
+outside the sandbox, records the points in the gradebook and writes the feedback page. Neither raises:
+a failure is recorded in the row. ``grading.running.local`` calls ``grade_job`` in threads, ``grading.running.cluster``
+on Dask workers; the canary calls ``grade_submission``.
 """
 
 from __future__ import annotations
@@ -88,12 +88,25 @@ class Batch:
 
 
 @dataclass
+class Attempt:
+    """One notebook of a student: where it came from, its repaired text and its challenge seed."""
+
+    origin: str
+    notebook: Optional[str]  # repaired; None when it could not be read as a notebook
+    seed: int
+    notes: list[str] = field(default_factory=list)  # from its repair
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Job:
-    """One submission to grade: its row, its repaired notebook and its challenge seed."""
+    """One student to grade: the row (with the notes every attempt shares) and their notebooks, oldest first.
+
+    Usually one notebook. Several when one key that is no LMS id (a name, a folder) has several and nothing
+    says which one counts: ``grade_job`` grades each and keeps the best."""
 
     result: StudentResult
-    notebook: str
-    seed: int
+    attempts: list[Attempt]
 
 
 def exercises_of(assignment: str) -> tuple[Exercise, ...]:
@@ -301,6 +314,53 @@ def _sanitize_autograded(batch: Batch, result: StudentResult) -> None:
         executed.unlink(missing_ok=True)
         result.notes.append(f"autograded notebook removed from the workspace: it could not be made safe to "
                             f"show ({type(exc).__name__})")
+
+
+def grade_job(batch: Batch, job: Job) -> StudentResult:
+    """Place and grade a student's notebook (never raises). Of several, grade each and keep the best total (the
+    newest of equals); the workspace, the gradebook and the feedback page are the kept one's, and the row
+    names the others with their points."""
+    if len(job.attempts) == 1:
+        return _grade_attempt(batch, job.result, job.attempts[0], feedback=True)
+    runs = [(a, _grade_attempt(batch, job.result, a)) for a in job.attempts if a.notebook is not None]
+    if not runs:
+        job.result.status = "unreadable"
+        return job.result
+    best = max(range(len(runs)), key=lambda i: (runs[i][1].status == "graded", runs[i][1].total() or 0.0, i))
+    attempt, result = runs[best]
+    if best != len(runs) - 1:  # the workspace and the gradebook hold the last run's: grade the best again
+        result = _grade_attempt(batch, job.result, attempt)
+    spent = [r for _, r in runs] + ([result] if best != len(runs) - 1 else [])
+    result.seconds = {k: round(sum(r.seconds.get(k, 0.0) for r in spent), 3)
+                      for k in dict.fromkeys(k for r in spent for k in r.seconds)}
+    memory = [r.memory_mb for r in spent if r.memory_mb is not None]
+    result.memory_mb = max(memory) if memory else None
+    others = [f"{a.origin} ({_points_of(r)})" for a, r in runs if a is not attempt]
+    others += [f"{a.origin} (unreadable)" for a in job.attempts if a.notebook is None]
+    result.notes.append(f"WARNING: {len(job.attempts)} notebooks handed in under one name, and no LMS id says "
+                        f"which counts: graded each and kept the best, {attempt.origin} ({_points_of(result)}); "
+                        f"the others: {', '.join(others)}")
+    if result.status == "graded":
+        started = time.perf_counter()
+        try:
+            write_feedback(batch, result, verdicts_of(result))
+        except Exception as exc:  # the grades stand; the row says the page is missing
+            result.notes.append(f"ERROR: feedback page not written ({type(exc).__name__})")
+        result.seconds["feedback"] = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _points_of(result: StudentResult) -> str:
+    return f"{result.total():g} points" if result.status == "graded" else result.status
+
+
+def _grade_attempt(batch: Batch, shared: StudentResult, attempt: Attempt, feedback: bool = False) -> StudentResult:
+    """Place one notebook in the workspace and grade it into a row of its own."""
+    result = dataclasses.replace(shared, origin=attempt.origin, notes=shared.notes + attempt.notes,
+                                 flags=shared.flags + attempt.flags, points={}, verdicts={}, seconds={},
+                                 adjustments={})
+    write_submission(batch, result.student_id, attempt.notebook)
+    return grade_submission(batch, result, attempt.seed, feedback)
 
 
 def grade_submission(batch: Batch, result: StudentResult, seed: int, feedback: bool = True) -> StudentResult:

@@ -17,6 +17,7 @@ import random
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, Optional
 
+import nbformat
 import pytest
 import torch
 
@@ -191,6 +192,25 @@ def test_submissions_that_do_nothing_score_zero(tmp_path, exercise):
     verdict = grade_in_process(tmp_path, ASSIGNMENT[exercise], 0, [TRIVIAL[exercise]], only=exercise)[exercise]
     assert verdict.fraction == 0.0, [(p.name, p.passed) for p in verdict.properties]
     assert all(p.message for p in verdict.properties)
+
+
+def test_an_exercise_not_started_reads_as_one_line_naming_what_to_fill_in(tmp_path):
+    """Code that still raises the release's NotImplementedError: every property fails with one note naming the
+    function to write (not a traceback), and the feedback page says it once."""
+    from grading.authoring.release import release_path
+    from grading.course import grade_id
+    from grading.reports.feedback import ExerciseFeedback, compose_feedback
+
+    release = nbformat.read(release_path("optimization"), as_version=4)
+    stub = next(c.source for c in release.cells if grade_id(c) == "adam")
+    assert "NotImplementedError" in stub
+    verdict = grade_in_process(tmp_path, "optimization", 0, [stub], only="adam")["adam"]
+    assert verdict.fraction == 0.0 and verdict.note == "not implemented yet: fill in `Adam` above"
+    assert {p.message for p in verdict.properties} == {verdict.note}
+    page = compose_feedback([ExerciseFeedback("Adam", 0.0, 3.0, verdict)], nbformat.v4.new_notebook(),
+                            nbformat.v4.new_notebook(), [], student="s", assignment="optimization", timestamp="t")
+    assert page.count("not implemented yet: fill in <code>Adam</code> above") + page.count(
+        "not implemented yet: fill in `Adam` above") == 1 and "NotImplementedError" not in page
 
 
 # --- Common mistakes: exactly the expected properties fail -------------------------------------------------

@@ -45,10 +45,13 @@ class ClassReport:
     csv: Path
 
 
-def _diagnosis(message: str) -> str:
-    """The first sentence of a property's message: the diagnosis without this student's numbers."""
-    first = re.split(r"(?<=[.;:])\s", message.strip(), maxsplit=1)[0]
-    return re.sub(r"-?\d+(\.\d+)?(e-?\d+)?", "#", first) or "(no message)"
+# A measured number (not an exponent as in std^2 or std**2, not a numerator as in 1/fan_in, not part of a name).
+MEASURED = re.compile(r"(?<![\^*\w.])-?\d+(\.\d+)?(e[-+]?\d+)?(?![\w/]|\.\d)")
+
+
+def diagnosis(message: str) -> str:
+    """A property's message without this student's numbers: students with one mistake share it."""
+    return MEASURED.sub("#", " ".join(message.split())) or "(no message)"
 
 
 def summarize(workspace: Path, assignment: str) -> dict[str, Any]:
@@ -83,8 +86,8 @@ def summarize(workspace: Path, assignment: str) -> dict[str, Any]:
                 if prop.get("passed"):
                     passed[prop["name"]] += 1
                     continue
-                key = f"{prop['name']}\0{_diagnosis(prop.get('message', ''))}"
-                found = mistakes.setdefault(key, {"property": prop["name"], "diagnosis": _diagnosis(
+                key = f"{prop['name']}\0{diagnosis(prop.get('message', ''))}"
+                found = mistakes.setdefault(key, {"property": prop["name"], "diagnosis": diagnosis(
                     prop.get("message", "")), "message": prop.get("message", ""), "students": []})
                 found["students"].append(sid)
         summary["exercises"][e.key] = {

@@ -105,22 +105,10 @@ def summarize(workspace: Path, assignment: str) -> dict[str, Any]:
             if r["student_id"] not in flags[kind]:
                 flags[kind].append(r["student_id"])
     summary["flags"] = dict(sorted(flags.items(), key=lambda item: (-len(item[1]), item[0])))
-    seconds = {sid: (entry.get("seconds") or {}).get("nbgrader") for sid, entry in report.items()}
-    seconds = {sid: s for sid, s in seconds.items() if isinstance(s, (int, float))}
-    summary["seconds"] = {
-        "median": round(statistics.median(seconds.values()), 2) if seconds else None,
-        "max": round(max(seconds.values()), 2) if seconds else None,
-        "slowest": [{"student_id": sid, "seconds": round(s, 2)}
-                    for sid, s in sorted(seconds.items(), key=lambda item: -item[1])[:SLOWEST]],
-    }
-    memory = {sid: entry.get("memory_mb") for sid, entry in report.items()}
-    memory = {sid: m for sid, m in memory.items() if isinstance(m, (int, float))}
-    summary["memory_mb"] = {
-        "median": round(statistics.median(memory.values()), 1) if memory else None,
-        "max": round(max(memory.values()), 1) if memory else None,
-        "largest": [{"student_id": sid, "memory_mb": round(m, 1)}
-                    for sid, m in sorted(memory.items(), key=lambda item: -item[1])[:SLOWEST]],
-    }
+    summary["seconds"] = _spread({sid: (entry.get("seconds") or {}).get("nbgrader") for sid, entry in report.items()},
+                                 "slowest", "seconds", 2)
+    summary["memory_mb"] = _spread({sid: entry.get("memory_mb") for sid, entry in report.items()},
+                                   "largest", "memory_mb", 1)
     names = {e.test_cell: e.name for e in exercises}
     summary["set_by_hand"] = [
         {"student_id": sid, "exercise": names.get(cell, cell), "grader": a.get("grader"),
@@ -128,6 +116,15 @@ def summarize(workspace: Path, assignment: str) -> dict[str, Any]:
         for sid, entry in sorted(report.items()) for cell, a in sorted((entry.get("adjustments") or {}).items())]
     summary["similarity"] = _similarity(ws)
     return summary
+
+
+def _spread(values: dict[str, Any], top: str, unit: str, digits: int) -> dict[str, Any]:
+    """Median, maximum and the SLOWEST largest of the numbers among ``values`` (student -> number or None)."""
+    found = {sid: v for sid, v in values.items() if isinstance(v, (int, float))}
+    return {"median": round(statistics.median(found.values()), digits) if found else None,
+            "max": round(max(found.values()), digits) if found else None,
+            top: [{"student_id": sid, unit: round(v, digits)}
+                  for sid, v in sorted(found.items(), key=lambda item: -item[1])[:SLOWEST]]}
 
 
 def _similarity(ws: Workspace) -> Optional[dict[str, Any]]:

@@ -413,6 +413,14 @@ class SGD(OptimizerTemplate):
     def update_param(self, p):
         p.add_(-self.lr * self.lr * p.grad)
 ''', {FIRST_STEP, MANY}),
+        "not in place": ('''
+class SGD(OptimizerTemplate):
+    def __init__(self, params, lr):
+        super().__init__(params, lr)
+
+    def update_param(self, p):
+        p = p - self.lr * p.grad
+''', {FIRST_STEP, MANY, UNTOUCHED}),
         "updates parameters without a gradient": ('''
 class SGD(OptimizerTemplate):
     def __init__(self, params, lr):
@@ -437,6 +445,17 @@ class SGDMomentum(OptimizerTemplate):
 
     def update_param(self, p):
         self.m[p] = self.momentum * self.m[p] + p.grad
+        p.add_(-self.lr * self.m[p])
+''', {DAMPING}),
+        "beta and 1 - beta swapped": ('''
+class SGDMomentum(OptimizerTemplate):
+    def __init__(self, params, lr, momentum=0.0):
+        super().__init__(params, lr)
+        self.momentum = momentum
+        self.m = {p: torch.zeros_like(p) for p in self.params}
+
+    def update_param(self, p):
+        self.m[p] = (1 - self.momentum) * self.m[p] + self.momentum * p.grad
         p.add_(-self.lr * self.m[p])
 ''', {DAMPING}),
         "state re-created every step": ('''
@@ -608,6 +627,9 @@ def test_messages_name_the_mistake_and_where_it_shows(tmp_path):
         ("adam", "eps inside the square root", EPS, "add eps inside the square root"),
         ("adam", "no bias correction", BIAS, "without bias correction"),
         ("sgd_momentum", "undamped momentum m = beta m + g", DAMPING, "(1 - beta)"),
+        ("sgd_momentum", "beta and 1 - beta swapped", DAMPING, "m = (1 - beta) * m + beta * g: beta weighs the old"),
+        ("sgd", "not in place", FIRST_STEP, "change them in place"),
+        ("sgd", "hard-coded learning rate", FIRST_STEP, "times the expected one (check the learning rate)"),
         ("xavier_init", "1/fan_out", XAVIER_VAR, "1/fan_out"),
         ("kaiming_init", "first layer found by its size 784", FIRST, "position"),
         ("var_init", "std squared used as std", STD_VAR, "std^4"),

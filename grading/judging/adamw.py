@@ -152,7 +152,8 @@ def judge(exercise: str, spec_json: dict, results: Results) -> Tuple[List[Proper
     expected = {name: oracle(runs[name]) for name in oracle_runs}
     explained = explain({n: runs[n] for n in oracle_runs}, got, expected)
     props = opt.oracle_verdicts(spec.properties, runs, got, expected, explained, HINTS, results,
-                                lambda prop, run: opt._scale_hint(run, got[run.name], expected[run.name])
+                                lambda prop, run: opt.scale_hint(run, got[run.name], expected[run.name],
+                                                                 opt.STEP_FACTORS["adam"])
                                 if prop.name == ADAM_STEP else "")
     engaged = explained is not None or opt._moves(runs["main"], got.get("main"))
     props.append(opt._per_parameter(spec, runs, got, results))

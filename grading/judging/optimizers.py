@@ -208,7 +208,10 @@ def simulate(kind: str, run: Run, flags: FrozenSet[str]) -> List[torch.Tensor]:
         if kind == "sgd":
             w = torch.where(on, w + sign * lr * g, w)
         elif kind == "sgd_momentum":
-            new_m = beta * m + (g if "undamped" in flags else (1 - beta) * g)
+            if "beta_swapped" in flags:
+                new_m = (1 - beta) * m + beta * g
+            else:
+                new_m = beta * m + (g if "undamped" in flags else (1 - beta) * g)
             m = torch.where(on, new_m, m)
             w = torch.where(on, w + sign * lr * m, w)
         else:
@@ -306,6 +309,8 @@ HINTS = {
     "lr_squared": "your steps are lr times too small: the learning rate seems to be applied twice",
     "undamped": "your moving average matches m = beta * m + g; weigh the new gradient by (1 - beta): "
                 "m = beta * m + (1 - beta) * g",
+    "beta_swapped": "your moving average matches m = (1 - beta) * m + beta * g: beta weighs the old average and "
+                    "(1 - beta) the new gradient, m = beta * m + (1 - beta) * g",
     "no_state": "your optimizer forgets its moving averages between steps: create the state once in __init__ "
                 "(one tensor per parameter) and update it in update_param",
     "no_bias_correction": "your updates match Adam without bias correction: divide m by 1 - beta1^t and v by "
@@ -343,6 +348,10 @@ class Spec:
 
 
 UNTOUCHED = "parameters without a gradient left unchanged"
+NOT_IN_PLACE = ("your step left the parameters as they were: change them in place (p.data.add_(...), or "
+                "p.data -= ...); p = p - ... only gives the name p a new tensor, which the model never sees")
+# The factors of each exercise's first step besides the learning rate, for a step of the wrong size.
+STEP_FACTORS = {"sgd": "", "sgd_momentum": " and the (1 - beta) factor", "adam": " and the bias correction"}
 SPECS = {
     "sgd": Spec(
         ("ascends", "lr_squared"),
@@ -350,10 +359,10 @@ SPECS = {
          OracleProperty("many steps and shapes", 0.5, frozenset({"ascends", "lr_squared"}), ("main", "main_2"))),
         0.0, "", 0.0, "", 0.2),
     "sgd_momentum": Spec(
-        ("ascends", "lr_squared", "undamped", "no_state"),
+        ("ascends", "lr_squared", "undamped", "beta_swapped", "no_state"),
         (OracleProperty("update direction and learning rate", 0.2, frozenset({"ascends", "lr_squared"}),
                         ("main",), True),
-         OracleProperty("moving average with the (1 - beta) factor", 0.2, frozenset({"undamped"}),
+         OracleProperty("moving average with the (1 - beta) factor", 0.2, frozenset({"undamped", "beta_swapped"}),
                         ("main", "main_2")),
          OracleProperty("momentum carried over many steps and shapes", 0.25, frozenset({"no_state"}),
                         ("main", "main_2"))),
@@ -385,8 +394,9 @@ def explain(kind: str, spec: Spec, runs: Dict[str, Run], got: Dict[str, List[tor
     return None
 
 
-def _scale_hint(run: Run, got: Sequence[torch.Tensor], want: Sequence[torch.Tensor]) -> str:
-    """A hint when the first step is a multiple of the expected one (sign or scale of the step)."""
+def scale_hint(run: Run, got: Sequence[torch.Tensor], want: Sequence[torch.Tensor], factors: str = "") -> str:
+    """A hint when the first step is a multiple of the expected one (sign or scale of the step, or no step);
+    ``factors``: the update's other factors, named after the learning rate."""
     ks = [k for k in run.active() if run.starts[k] == 1]
     if not ks:
         return ""
@@ -400,8 +410,10 @@ def _scale_hint(run: Run, got: Sequence[torch.Tensor], want: Sequence[torch.Tens
         return ""
     if ratio < 0:
         return "; " + HINTS["ascends"]
+    if float(step_got.abs().max()) == 0:
+        return "; " + NOT_IN_PLACE
     if abs(ratio - 1) > 1e-6:
-        return f"; your first step is {ratio:.3g} times the expected one (check the learning rate)"
+        return f"; your first step is {ratio:.3g} times the expected one (check the learning rate{factors})"
     return "; the first step is right, so check what is kept from one step to the next"
 
 
@@ -456,7 +468,8 @@ def judge(exercise: str, spec_json: dict, results: Results) -> Tuple[List[Proper
     expected = {name: oracle(exercise, runs[name]) for name in oracle_runs}
     explained = explain(exercise, spec, {n: runs[n] for n in oracle_runs}, got, expected)
     props = oracle_verdicts(spec.properties, runs, got, expected, explained, HINTS, results,
-                            lambda prop, run: _scale_hint(run, got[run.name], expected[run.name])
+                            lambda prop, run: scale_hint(run, got[run.name], expected[run.name],
+                                                          STEP_FACTORS.get(exercise, ""))
                             if run.name in got else "")
     engaged = explained is not None or _moves(runs["main"], got.get("main"))
     if spec.per_parameter:

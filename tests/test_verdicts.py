@@ -629,6 +629,7 @@ def test_messages_name_the_mistake_and_where_it_shows(tmp_path):
         ("sgd_momentum", "undamped momentum m = beta m + g", DAMPING, "(1 - beta)"),
         ("sgd_momentum", "beta and 1 - beta swapped", DAMPING, "m = (1 - beta) * m + beta * g: beta weighs the old"),
         ("sgd", "not in place", FIRST_STEP, "change them in place"),
+        ("backward_variance_ratio", "product transposed", SHAPES, "so grad_output @ weight is (batch, fan_in) = ("),
         ("sgd", "hard-coded learning rate", FIRST_STEP, "times the expected one (check the learning rate)"),
         ("xavier_init", "1/fan_out", XAVIER_VAR, "1/fan_out"),
         ("kaiming_init", "first layer found by its size 784", FIRST, "position"),

@@ -133,9 +133,13 @@ def judge(exercise: str, spec: dict, results: Results) -> Tuple[List[PropertyVer
         else:
             values[name] = (float(tensors["value"]), decode_tensor(case["first"]), decode_tensor(case["second"]))
     if failed:
-        shape = tuple(decode_tensor(spec["runs"][failed[0]]["first"]).shape)
-        shapes = PropertyVerdict(shapes_name, 0.25, False, f"for a weight of shape {shape} "
-                                 f"{results.run_error(failed[0])}; return one number (a float) for any d_x, d_y")
+        case = spec["runs"][failed[0]]
+        shape, other = tuple(decode_tensor(case["first"]).shape), tuple(decode_tensor(case["second"]).shape)
+        error = results.run_error(failed[0])
+        shapes = PropertyVerdict(shapes_name, 0.25, False, f"for a weight of shape {shape} and {_second(exercise)} "
+                                 f"of shape {other} {error}"
+                                 + (f"; {_product(exercise, shape, other)}" if _is_shape_error(error) else "")
+                                 + "; return one number (a float) for any d_x, d_y")
     else:
         shapes = PropertyVerdict(shapes_name, 0.25, True)
     if len({v for v, _, _ in values.values()}) == 1 and len(values) > 1:  # a constant is no measurement
@@ -164,6 +168,24 @@ def judge(exercise: str, spec: dict, results: Results) -> Tuple[List[PropertyVer
         return [shapes, structure, PropertyVerdict(value_name, 0.4, False, hint)], ""
     return [shapes, PropertyVerdict(structure_name, 0.35, False, where),
             PropertyVerdict(value_name, 0.4, False, where)], ""
+
+
+def _second(exercise: str) -> str:
+    return "grad_output" if exercise == "backward_variance_ratio" else "x"
+
+
+def _is_shape_error(error: str) -> bool:
+    return any(words in error for words in ("shapes cannot be multiplied", "must match the size", "size mismatch",
+                                            "Dimension out of range", "is invalid for input of size"))
+
+
+def _product(exercise: str, weight: Tuple[int, ...], other: Tuple[int, ...]) -> str:
+    """The product the exercise asks for, with the shapes of this case."""
+    if exercise == "backward_variance_ratio":
+        return (f"the weight is (fan_out, fan_in) = {weight} and grad_output is (batch, fan_out) = {other}, so "
+                f"grad_output @ weight is (batch, fan_in) = {(other[0], weight[1])}")
+    return (f"the weight is (fan_out, fan_in) = {weight} and x is (batch, fan_in) = {other}, so "
+            f"relu(x) @ weight.T is (batch, fan_out) = {(other[0], weight[0])}")
 
 
 def verdict(exercise: str, spec: dict, results: Results):

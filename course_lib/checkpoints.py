@@ -22,6 +22,19 @@ class ConfigMismatchError(ValueError):
     """A checkpoint's stored config does not describe the model it is loaded into."""
 
 
+def shown_path(path: PathLike) -> str:
+    """A folder as a reader should see it: inside the course_lib package as ``course_lib/...``, else relative
+    to the working folder when below it, else as given (no build machine's absolute path on a page)."""
+    path = Path(path)
+    package = Path(__file__).resolve().parent
+    for base, prefix in ((package, Path("course_lib")), (Path.cwd().resolve(), Path("."))):
+        try:
+            return (prefix / path.resolve().relative_to(base)).as_posix()
+        except ValueError:
+            continue
+    return str(path)
+
+
 def checkpoint_paths(directory: PathLike, model_name: str) -> Dict[str, Path]:
     """Return the weights, config and results paths of ``model_name`` in ``directory``."""
     d = Path(directory)

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from .checkpoints import checkpoint_exists, checkpoint_paths, load_model, read_json, write_json
+from .checkpoints import checkpoint_exists, checkpoint_paths, load_model, read_json, shown_path, write_json
 from .data import FashionMNISTSplits
 from .depth import INITS, DeepMLP, init_weights, jacobian_singular_values, layer_variances
 from .models import BaseNetwork
@@ -182,11 +182,11 @@ def load_or_train(names: List[str], settings: RunSettings, data_fn, shipped_dir:
         if found is not None:
             results[name] = read_json(shipped_results_path(name, found))
             continue
-        reason = "COURSE_RETRAIN=1 or quick mode" if settings.retrain else f"no results in {shipped_dir}"
+        reason = "COURSE_RETRAIN=1 or quick mode" if settings.retrain else f"no results in {shown_path(shipped_dir)}"
         print(f"Training {name} ({reason})")
         data = data_fn() if data is None else data
         results[name] = train_run(spec, data, settings.checkpoint_dir, quick=settings.quick)
-    where = "retrained" if settings.retrain else f"loaded from {shipped_dir}"
+    where = "retrained" if settings.retrain else f"loaded from {shown_path(shipped_dir)}"
     print(f"{len(results)} runs {where}" + (" (trained where missing)" if data is not None else ""))
     return results
 
@@ -198,8 +198,8 @@ def load_trained_model(name: str, settings: RunSettings, data_fn, shipped_dir: P
     model = spec.build()
     for directory in ([] if settings.retrain else [shipped_dir]) + [settings.checkpoint_dir]:
         if checkpoint_exists(directory, name):
-            print(f"Loaded the weights of {name} from {directory}")
+            print(f"Loaded the weights of {name} from {shown_path(directory)}")
             return load_model(model, directory, name), read_json(shipped_results_path(name, directory))
-    print(f"Training {name}: no weights in {shipped_dir} or {settings.checkpoint_dir}")
+    print(f"Training {name}: no weights in {shown_path(shipped_dir)} or {shown_path(settings.checkpoint_dir)}")
     results = train_run(spec, data_fn(), settings.checkpoint_dir, quick=settings.quick)
     return load_model(model, settings.checkpoint_dir, name), results

@@ -21,6 +21,7 @@ from .checkpoints import (
     load_model,
     read_json,
     save_model,
+    shown_path,
     write_json,
 )
 from .data import BatchLoader, FashionMNISTSplits
@@ -136,9 +137,9 @@ def train_model(
     for source in (checkpoint_dir, pretrained_dir):
         if not overwrite and checkpoint_exists(source, model_name):
             load_model(model, source, model_name)
-            print(f"Loaded {model_name} from {Path(source)} (trained before; pass overwrite=True to retrain)")
+            print(f"Loaded {model_name} from {shown_path(source)} (trained before; pass overwrite=True to retrain)")
             return read_json(checkpoint_paths(source, model_name)["results"])
-    reason = "overwrite=True" if overwrite else f"no checkpoint of {model_name} in {checkpoint_dir}"
+    reason = "overwrite=True" if overwrite else f"no checkpoint of {model_name} in {shown_path(checkpoint_dir)}"
     print(f"Training {model_name} for {max_epochs} epochs on {device} ({reason})")
 
     optimizer = optimizer_factory(model.parameters())

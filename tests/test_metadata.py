@@ -204,7 +204,8 @@ def test_old_nbformat_is_upgraded_with_unique_ids(corpus):
         cell.pop("id", None)
     repaired, notes, _ = prepare_submission(json.dumps(data), release)
     assert repaired.nbformat_minor == 5 and len({c.id for c in repaired.cells}) == len(repaired.cells)
-    assert notes == ["nbformat 4.4 upgraded to 4.5"]
+    assert notes == ["saved in an older notebook format (4.4, as Colab saves it): read as the current one (4.5), "
+                     "nothing in it changed"]
 
 
 def test_malformed_nbgrader_metadata_is_dropped(corpus):

@@ -102,6 +102,15 @@ def test_no_hidden_test_text_anywhere_in_the_site(site: Path) -> None:
     assert not leaks, "hidden-test text in the built site:\n" + "\n".join(leaks[:20])
 
 
+def test_no_page_shows_a_path_of_the_build_machine(site: Path) -> None:
+    """No built page prints where the repository or the Python environment lie on the machine that built it
+    (a loading line says course_lib/trained/..., not the absolute path)."""
+    roots = {str(REPO), str(REPO.resolve()), sys.prefix} - {"/", ""}
+    shown = [(str(page.relative_to(site)), root) for page in sorted(site.rglob("*.html")) for root in roots
+             if root in page.read_text(errors="replace")]
+    assert not shown, shown
+
+
 def test_mathjax_bundle_is_the_recorded_one() -> None:
     """The committed MathJax files match book/_static/mathjax/SHA256SUMS, and the config points at them."""
     folder = REPO / "book" / "_static" / "mathjax"

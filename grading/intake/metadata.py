@@ -98,7 +98,8 @@ def normalize(nb: NotebookNode) -> list[str]:
     """Bring a notebook to nbformat 4.5 with unique cell ids; return notes on what changed."""
     notes = []
     if nb.get("nbformat_minor", 0) < 5:
-        notes.append(f"nbformat 4.{nb.get('nbformat_minor', 0)} upgraded to 4.5")
+        notes.append(f"saved in an older notebook format (4.{nb.get('nbformat_minor', 0)}, as Colab saves it): "
+                     "read as the current one (4.5), nothing in it changed")
         nb.nbformat_minor = 5
     seen = set()
     for cell in nb.cells:

@@ -11,6 +11,7 @@ for it (read back from the build's jupyter-cache). Screenshots of two pages are 
 from __future__ import annotations
 
 import hashlib
+import html as html_lib
 import math
 import os
 import re
@@ -249,9 +250,28 @@ def test_exercise_badges_open_each_student_notebook_in_colab(site: Path, server:
 
 @pytest.mark.parametrize("doc", [d for d in PAGES if (REPO / f"{d}.ipynb").is_file()])
 def test_notebook_pages_have_a_colab_launch_button(site: Path, doc: str) -> None:
-    """Each notebook page's Colab launch button opens that notebook of the configured repository."""
+    """A notebook page's Colab launch button opens that notebook of the configured repository; a solved
+    assignment's opens its student notebook (the nbgrader source holds hidden tests)."""
     html = (site / f"{doc}.html").read_text()
-    assert expected_colab_url(f"{doc}.ipynb") in html, f"{doc}: no Colab button for {doc}.ipynb"
+    name = Path(doc).name
+    notebook = f"book/exercises/{name}/{name}.ipynb" if doc.startswith("solutions/") else f"{doc}.ipynb"
+    assert expected_colab_url(notebook) in html, f"{doc}: no Colab button for {notebook}"
+
+
+def test_every_colab_link_opens_a_notebook_students_may_see(site: Path) -> None:
+    """Every Colab link of the site (launch buttons, badges) names a notebook of this repository, outside
+    solutions/; the MyST pages (.md) have no launch button, as Colab cannot open them."""
+    prefix = expected_colab_url("NOTEBOOK").split("NOTEBOOK")[0]
+    links = {(str(page.relative_to(site)), html_lib.unescape(url)) for page in sorted(site.rglob("*.html"))
+             for url in re.findall(r'href="(https://colab\.research\.google\.com/[^"]*)"', page.read_text())}
+    assert links
+    wrong = [(page, url) for page, url in links if not url.startswith(prefix)
+             or not url[len(prefix):].endswith(".ipynb") or not (REPO / url[len(prefix):]).is_file()
+             or url[len(prefix):].startswith("solutions/")]
+    assert not wrong, wrong
+    md_pages = [d for d in PAGES if (REPO / f"{d}.md").is_file()]
+    with_button = [d for d in md_pages if "launch-buttons" in (site / f"{d}.html").read_text()]
+    assert md_pages and not with_button, with_button
 
 
 def test_explorer_notebook_installs_from_the_configured_repository() -> None:

@@ -1,4 +1,5 @@
-"""Sphinx extension: ``{colab-badge}`` directive, an "Open in Colab" badge for a notebook of the repository.
+"""Sphinx extension: ``{colab-badge}`` directive, an "Open in Colab" badge for a notebook of the repository,
+and launch buttons that open only notebooks students may see (``launch_colab_safely``).
 
 The badge URL is ``grading.course.colab_url``: built from the one repository setting of ``_config.yml``
 (``repository.url``, ``branch`` and ``path_to_book``), the same function that writes the badges of the
@@ -70,9 +71,33 @@ def _check_every_exercise_has_a_badge(app: Sphinx, env) -> None:
             logger.warning("colab-badge: student notebook %s has no Colab badge on any page", rel)
 
 
+def launch_colab_safely(app: Sphinx, pagename: str, templatename: str, context: Dict, doctree) -> None:
+    """The theme's Colab launch button opens the page's own source, which is wrong twice: a solved assignment's
+    source is the nbgrader notebook in solutions/ (hidden tests), and a MyST page (.md) is no notebook Colab can
+    open. A solved page's button opens that assignment's student notebook instead; a .md page has none."""
+    source = Path(app.env.doc2path(pagename))
+    relative = source.relative_to(app.srcdir)
+    colab_base = app.config.html_theme_options.get("launch_buttons", {}).get("colab_url", COLAB_BASE)
+    for group in [g for g in context.get("header_buttons", []) if g.get("label") == "launch-buttons"]:
+        kept = []
+        for button in group.get("buttons", []):
+            if button.get("text") != "Colab" or (source.suffix == ".ipynb" and relative.parts[0] != "solutions"):
+                kept.append(button)
+                continue
+            exercise = f"{EXERCISES_DIR}/{source.stem}/{source.stem}.ipynb"
+            if relative.parts[0] == "solutions" and (Path(app.srcdir) / exercise).is_file():
+                url = colab_url(exercise, repository(Path(app.srcdir) / "_config.yml"), colab_base)
+                kept.append({**button, "text": "Colab: the exercise", "url": url,
+                             "tooltip": "Open this assignment's exercise notebook (no solutions) in Colab"})
+        group["buttons"] = kept
+        if not kept:
+            context["header_buttons"].remove(group)
+
+
 def setup(app: Sphinx) -> Dict[str, object]:
-    """Register the directive and the consistency check."""
+    """Register the directive, the consistency check and the launch-button fix."""
     app.add_directive("colab-badge", ColabBadge)
+    app.connect("html-page-context", launch_colab_safely, priority=600)  # after the theme's buttons (501)
     app.connect("env-purge-doc", _purge)
     app.connect("env-merge-info", _merge)
     app.connect("env-check-consistency", _check_every_exercise_has_a_badge)

@@ -15,6 +15,7 @@ import html as html_lib
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -110,6 +111,39 @@ def test_no_page_shows_a_path_of_the_build_machine(site: Path) -> None:
     shown = [(str(page.relative_to(site)), root) for page in sorted(site.rglob("*.html")) for root in roots
              if root in page.read_text(errors="replace")]
     assert not shown, shown
+
+
+@pytest.fixture(scope="session")
+def unpublished_site(site: Path, tmp_path_factory) -> Path:
+    """The site built with COURSE_SOLUTIONS=unpublished, reusing the published build's executed pages."""
+    out = tmp_path_factory.mktemp("unpublished")
+    shutil.copytree(REPO / "_build" / ".jupyter_cache", out / "_build" / ".jupyter_cache")
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(REPO), COURSE_SOLUTIONS="unpublished")
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    proc = subprocess.run([str(jupyter_book), "build", ".", "-W", "-n", "--keep-going", "--path-output", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, "the unpublished build failed:\n" + (proc.stdout + proc.stderr)[-6000:]
+    return out / "_build" / "html"
+
+
+def test_solutions_are_published_only_when_the_setting_says_so(site: Path, unpublished_site: Path) -> None:
+    """Published (the default): the solved assignments are pages, no waiting page. Unpublished: no page or link
+    under solutions/, the navigation opens with the exercises and the waiting page, and the intro's links to a
+    solution lead to that page."""
+    solved = [d for d in PAGES if d.startswith("solutions/")]
+    assert solved and all((site / f"{d}.html").is_file() for d in solved)
+    assert not (site / "book" / "solutions_later.html").exists()
+    pages = sorted(unpublished_site.rglob("*.html"))
+    assert not list((unpublished_site / "solutions").glob("**/*.html"))
+    assert not [p for p in pages if re.search(r'href="[^"]*solutions/', p.read_text())]
+    intro = (unpublished_site / "book" / "intro.html").read_text()
+    captions = re.findall(r'caption-text">([^<]*)', intro)
+    assert captions[0] == "The assignments", captions
+    nav = intro[intro.index('caption-text">The assignments'):]
+    assert nav.index("exercises.html") < nav.index("solutions_later.html") < nav.index('caption-text">Background')
+    assert intro.count('href="solutions_later.html"') >= 4  # the navigation and the three solutions
+    later = (unpublished_site / "book" / "solutions_later.html").read_text()
+    assert "after the deadline" in later and 'href="exercises.html"' in later
 
 
 def test_mathjax_bundle_is_the_recorded_one() -> None:

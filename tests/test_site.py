@@ -146,6 +146,14 @@ def test_solutions_are_published_only_when_the_setting_says_so(site: Path, unpub
     assert "after the deadline" in later and 'href="exercises.html"' in later
 
 
+def test_no_page_has_a_second_search_bar_above_it(site: Path) -> None:
+    """The theme's top header bar is empty on every page (it held a second search box; the sidebar has one)."""
+    bars = {str(p.relative_to(site)): re.search(r'<header id="pst-header"[^>]*>(.*?)</header>', p.read_text(), re.S)
+            for p in sorted(site.rglob("*.html")) if 'id="pst-header"' in p.read_text()}
+    assert bars and not {page: m.group(1).strip()[:80] for page, m in bars.items() if m and m.group(1).strip()}
+    assert all("search-button-field" in (site / f"{d}.html").read_text() for d in PAGES)  # the sidebar's search
+
+
 def test_mathjax_bundle_is_the_recorded_one() -> None:
     """The committed MathJax files match book/_static/mathjax/SHA256SUMS, and the config points at them."""
     folder = REPO / "book" / "_static" / "mathjax"

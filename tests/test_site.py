@@ -146,6 +146,29 @@ def test_solutions_are_published_only_when_the_setting_says_so(site: Path, unpub
     assert "after the deadline" in later and 'href="exercises.html"' in later
 
 
+def test_no_page_scrolls_sideways_on_a_phone(site: Path, server: SiteServer, browser) -> None:
+    """At 390 px wide, no page is wider than the screen (long inline code wraps), and every display equation
+    wider than the screen scrolls inside its own box."""
+    wide = {}
+    browser.set_window_size(390, 900)
+    browser.set_script_timeout(60)
+    try:
+        for doc in PAGES:
+            browser.get(f"{server.url}/{doc}.html")
+            found = browser.execute_async_script(
+                "const done = arguments[arguments.length - 1];"
+                "const check = () => done({page: document.documentElement.scrollWidth - "
+                "document.documentElement.clientWidth, math: Array.from(document.querySelectorAll("
+                "'mjx-container[display=\"true\"]')).filter(m => m.scrollWidth > m.clientWidth + 1 && "
+                "!['auto', 'scroll'].includes(getComputedStyle(m).overflowX)).length});"
+                "if (window.MathJax && MathJax.startup) MathJax.startup.promise.then(check); else check();")
+            if found["page"] > 0 or found["math"]:
+                wide[doc] = found
+    finally:
+        browser.set_window_size(1280, 1000)
+    assert not wide, wide
+
+
 def test_no_page_has_a_second_search_bar_above_it(site: Path) -> None:
     """The theme's top header bar is empty on every page (it held a second search box; the sidebar has one)."""
     bars = {str(p.relative_to(site)): re.search(r'<header id="pst-header"[^>]*>(.*?)</header>', p.read_text(), re.S)

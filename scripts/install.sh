@@ -13,6 +13,7 @@ missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+command -v npm >/dev/null 2>&1 || missing+=(npm)  # for axe-core (the site's accessibility test)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== apt-get install ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -39,6 +40,13 @@ if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$stamp" ]; then
   fi
   "$VENV/bin/pip" check
   echo "$stamp" > "$VENV/.requirements.sha256"
+fi
+
+# axe-core, the accessibility engine the site test runs in Chromium, pinned, in .axe/ (not committed)
+AXE_VERSION=4.14.1
+if [ "$(node -p "require('./.axe/node_modules/axe-core/package.json').version" 2>/dev/null)" != "$AXE_VERSION" ]; then
+  echo "== npm install axe-core@$AXE_VERSION"
+  npm install --silent --no-audit --no-fund --prefix .axe "axe-core@$AXE_VERSION" >/dev/null
 fi
 
 echo "== FashionMNIST"

@@ -169,6 +169,29 @@ def test_no_page_scrolls_sideways_on_a_phone(site: Path, server: SiteServer, bro
     assert not wide, wide
 
 
+AXE = REPO / ".axe" / "node_modules" / "axe-core" / "axe.min.js"  # installed by scripts/install.sh
+
+
+def test_axe_finds_nothing_serious_on_any_page(site: Path, server: SiteServer, browser) -> None:
+    """axe-core, run in Chromium on every page (the theme's header, sidebar and buttons included), reports no
+    serious or critical violation."""
+    assert AXE.is_file(), f"{AXE} missing: run bash scripts/install.sh"
+    browser.set_script_timeout(120)
+    found = {}
+    for doc in PAGES:
+        browser.get(f"{server.url}/{doc}.html")
+        browser.execute_script(AXE.read_text())
+        violations = browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations"
+            ".filter(v => ['serious', 'critical'].includes(v.impact))"
+            ".map(v => v.id + ' (' + v.impact + '): ' + "
+            "v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '))));")
+        if violations:
+            found[doc] = violations
+    assert not found, found
+
+
 def test_no_page_has_a_second_search_bar_above_it(site: Path) -> None:
     """The theme's top header bar is empty on every page (it held a second search box; the sidebar has one)."""
     bars = {str(p.relative_to(site)): re.search(r'<header id="pst-header"[^>]*>(.*?)</header>', p.read_text(), re.S)

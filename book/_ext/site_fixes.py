@@ -1,6 +1,8 @@
 """Sphinx extension: small fixes of the rendered site.
 
 - Code cells of the solution notebooks are shown without nbgrader's ``### BEGIN/END SOLUTION`` lines.
+- Markup that axe-core reports as serious or critical (a hidden cell's toggle, the bibliography) is
+  rewritten in its accessible form.
 - Each inline script is emitted once per page (sphinx-thebe registers its configuration script twice,
   and the second copy fails with "Identifier 'THEBE_JS_URL' has already been declared").
 """
@@ -40,8 +42,28 @@ def deduplicate_scripts(app: Sphinx, pagename: str, templatename: str, context: 
     context["script_files"][:] = unique
 
 
+# Markup of myst-nb and docutils that axe-core reports (serious or critical), and its accessible form.
+ACCESSIBLE_MARKUP = (
+    # a hidden cell's toggle: named by its visible text ("Show code cell source"), not a different label
+    ('<summary aria-label="Toggle hidden content">', "<summary>"),
+    # the bibliography: a list whose entries are list items (doc-biblioentry no longer counts as one)
+    ('<div class="citation" id="', '<div class="citation" role="listitem" id="'),
+    ('" role="doc-biblioentry">', '">'),
+)
+
+
+def accessible_body(app: Sphinx, pagename: str, templatename: str, context: Dict, doctree) -> None:
+    """Rewrite the page body's markup listed in ACCESSIBLE_MARKUP."""
+    body = context.get("body")
+    if isinstance(body, str):
+        for before, after in ACCESSIBLE_MARKUP:
+            body = body.replace(before, after)
+        context["body"] = body
+
+
 def setup(app: Sphinx) -> Dict[str, object]:
     """Connect the fixes."""
+    app.connect("html-page-context", accessible_body)
     app.connect("doctree-read", strip_solution_markers)
     # early: a handler that returns a template name stops the handlers after it
     app.connect("html-page-context", deduplicate_scripts, priority=999)

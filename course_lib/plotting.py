@@ -26,7 +26,7 @@ from .run_settings import run_settings
 from .surfaces import LossSurface
 
 KDE_MAX_POINTS = 5_000  # the KDE line is fitted on a fixed subsample: fast on 400k weights
-PNG_DPI = 100
+PNG_DPI = 150  # sharp on a high-density screen; the site's figures are these PNGs
 
 
 class CourseFigure(Figure):

@@ -84,6 +84,15 @@ def test_every_new_figure_displays_as_a_png_image(fashion_batch):
         assert isinstance(fig, plotting.CourseFigure)
         png = fig._repr_png_()
         assert png.startswith(PNG_SIGNATURE) and len(png) > 1000
+        assert _png_dpi(png) >= 150  # the resolution recorded in the PNG (its pHYs chunk)
+
+
+def _png_dpi(png: bytes) -> float:
+    """Dots per inch recorded in a PNG's pHYs chunk (pixels per metre, unit 1)."""
+    at = png.index(b"pHYs")
+    per_metre_x, unit = int.from_bytes(png[at + 4:at + 8], "big"), png[at + 12]
+    assert unit == 1
+    return per_metre_x * 0.0254
 
 
 def test_ipython_formats_a_course_figure_as_png():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -29,20 +30,51 @@ KDE_MAX_POINTS = 5_000  # the KDE line is fitted on a fixed subsample: fast on 4
 PNG_DPI = 150  # sharp on a high-density screen; the site's figures are these PNGs
 
 
+ALT_TEXT_CHARS = 600  # a screen reader reads the whole alt text: keep it to what the figure shows
+
+
 class CourseFigure(Figure):
     """A matplotlib Figure that displays itself as a PNG image in IPython (Jupyter, Colab, myst-nb)."""
 
     def _repr_png_(self) -> Optional[bytes]:
-        """The figure as PNG bytes, cropped to what was drawn (suptitles included); None in the grader's kernels."""
+        """The figure as PNG bytes, cropped to what was drawn (suptitles included), its ``description()`` in the
+        PNG's Description text (the site's alt text); None in the grader's kernels."""
         if not run_settings().draw_figures:  # no grade looks at a figure: drawing cost seconds per submission
             return None
         buffer = io.BytesIO()
-        self.savefig(buffer, format="png", dpi=PNG_DPI, bbox_inches="tight")
+        self.savefig(buffer, format="png", dpi=PNG_DPI, bbox_inches="tight",
+                     metadata={"Description": self.description()})
         return buffer.getvalue()
+
+    def description(self) -> str:
+        """What the figure shows, from its titles, axis labels and legends (for a screen reader)."""
+        panels = []
+        for ax in self.axes:
+            if not ax.get_visible() or ax.get_label() == "<colorbar>":
+                continue
+            x, y = ax.get_xlabel().strip(), ax.get_ylabel().strip()
+            what = f"{y} against {x}" if x and y else x or y or ("a 3D surface" if ax.name == "3d" else "a plot")
+            if ax.name == "3d" and getattr(ax, "get_zlabel", None) and ax.get_zlabel():
+                what = f"{ax.get_zlabel()} over {x} and {y}"
+            legend = ax.get_legend()
+            names = [t.get_text() for t in legend.get_texts()] if legend is not None else []
+            title = ax.get_title().strip()
+            panels.append((f"{title}: " if title else "") + what + (f" ({', '.join(names)})" if names else ""))
+        suptitle = self._suptitle.get_text().strip() if self._suptitle is not None else ""
+        count = f"{len(panels)} panels" if len(panels) > 1 else "one panel"
+        text = (f"{suptitle}. " if suptitle else "") + f"Figure of {count}: " + "; ".join(panels) + "."
+        text = " ".join(_plain(text).split())
+        return text if len(text) <= ALT_TEXT_CHARS else text[: ALT_TEXT_CHARS - 3] + "..."
 
     def _repr_pretty_(self, printer, cycle: bool) -> None:
         """IPython's text form: what a figure is, or that it was not drawn while grading."""
         printer.text(repr(self) if run_settings().draw_figures else "[figure not drawn while grading]")
+
+
+def _plain(text: str) -> str:
+    """Mathtext as words a screen reader can say: no $, no braces, TeX commands as their names (\\to: to)."""
+    text = text.replace("$", "").replace("{", "").replace("}", "")
+    return re.sub(r"\\([A-Za-z]+)", lambda m: {"to": "to", "cdot": "times"}.get(m[1], m[1]), text)
 
 
 def new_figure(figsize: Tuple[float, float] = (6, 4), **kwargs) -> CourseFigure:

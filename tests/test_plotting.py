@@ -85,6 +85,20 @@ def test_every_new_figure_displays_as_a_png_image(fashion_batch):
         png = fig._repr_png_()
         assert png.startswith(PNG_SIGNATURE) and len(png) > 1000
         assert _png_dpi(png) >= 150  # the resolution recorded in the PNG (its pHYs chunk)
+        assert b"Description" in png and "Figure of" in fig.description()  # the site's alt text
+
+
+def test_a_figure_describes_its_titles_axes_and_legend_in_words():
+    """The description (the site's alt text) names the suptitle, each panel's title, axes and legend, with
+    mathtext as words."""
+    fig = plotting.new_figure()
+    fig.suptitle("Losses")
+    left, right = fig.subplots(1, 2)
+    left.plot([0, 1], label="$\\beta_1$ = 0.9")
+    left.legend()
+    left.set(title="Adam", xlabel="step", ylabel="loss")
+    right.set(title="SGD", xlabel="step")
+    assert fig.description() == ("Losses. Figure of 2 panels: Adam: loss against step (beta_1 = 0.9); SGD: step.")
 
 
 def _png_dpi(png: bytes) -> float:

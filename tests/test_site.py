@@ -200,6 +200,37 @@ def test_no_page_has_a_second_search_bar_above_it(site: Path) -> None:
     assert all("search-button-field" in (site / f"{d}.html").read_text() for d in PAGES)  # the sidebar's search
 
 
+def test_every_image_has_alt_text_that_says_what_it_shows(site: Path) -> None:
+    """Every image of a page's content has alt text in words (not a file name); a figure a cell drew is
+    described by its titles, axes and legends."""
+    wrong = []
+    for doc in PAGES:
+        page = (site / f"{doc}.html").read_text()
+        main = page[page.index("<main"):page.index("</main>")]
+        for tag in re.findall(r"<img [^>]*>", main):
+            alt = html_lib.unescape((re.search(r'alt="([^"]*)"', tag) or [None, ""])[1])
+            figure = re.search(r"/_images/[0-9a-f]{64}\.png", tag)  # an output of a cell (named by its hash)
+            if len(alt) < 15 or re.search(r"\.(png|svg|jpe?g)$", alt) or (figure and "Figure of" not in alt):
+                wrong.append(f"{doc}: {alt[:60]!r} {tag[:100]}")
+    assert not wrong, wrong[:10]
+
+
+BACKGROUND_PAGES = ("book/numerical_stability", "book/activations", "book/depth", "book/training_practice")
+
+
+@pytest.mark.parametrize("doc", BACKGROUND_PAGES)
+def test_background_pages_end_with_exercises_one_checkable_by_a_cell(doc: str) -> None:
+    """Each background page ends with an Exercises section of 3 to 5 numbered exercises, followed by at least
+    one folded cell that checks an answer."""
+    text = (REPO / f"{doc}.md").read_text()
+    sections = re.split(r"(?m)^## ", text)
+    assert sections[-1].startswith("Exercises\n"), f"{doc}: the last section is not Exercises"
+    exercises = re.findall(r"(?m)^(\d)\. ", sections[-1])
+    assert 3 <= len(exercises) <= 5 and exercises == [str(i + 1) for i in range(len(exercises))], exercises
+    cells = re.findall(r"```\{code-cell\} ipython3\n:tags: \[hide-cell\]\n\n# Exercise (\d)", sections[-1])
+    assert cells and set(cells) <= set(exercises), cells
+
+
 def test_mathjax_bundle_is_the_recorded_one() -> None:
     """The committed MathJax files match book/_static/mathjax/SHA256SUMS, and the config points at them."""
     folder = REPO / "book" / "_static" / "mathjax"

@@ -1,6 +1,7 @@
 """Sphinx extension: small fixes of the rendered site.
 
 - Code cells of the solution notebooks are shown without nbgrader's ``### BEGIN/END SOLUTION`` lines.
+- Images drawn by a cell get their PNG's Description as alt text (course_lib.plotting writes it).
 - Markup that axe-core reports as serious or critical (a hidden cell's toggle, the bibliography) is
   rewritten in its accessible form.
 - Each inline script is emitted once per page (sphinx-thebe registers its configuration script twice,
@@ -9,6 +10,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict
 
 from docutils import nodes
@@ -61,8 +63,24 @@ def accessible_body(app: Sphinx, pagename: str, templatename: str, context: Dict
         context["body"] = body
 
 
+def alt_text_from_figures(app: Sphinx, doctree: nodes.document) -> None:
+    """An image a cell drew gets the Description its PNG carries as alt text (course_lib's figures describe
+    their titles, axes and legends), instead of none."""
+    from PIL import Image  # matplotlib's own dependency
+
+    for image in doctree.findall(nodes.image):
+        path = Path(app.srcdir) / image.get("uri", "").lstrip("/")
+        if image.get("alt") or path.suffix != ".png" or not path.is_file():
+            continue
+        with Image.open(path) as png:
+            description = getattr(png, "text", {}).get("Description", "").strip()
+        if description:
+            image["alt"] = description
+
+
 def setup(app: Sphinx) -> Dict[str, object]:
     """Connect the fixes."""
+    app.connect("doctree-read", alt_text_from_figures)
     app.connect("html-page-context", accessible_body)
     app.connect("doctree-read", strip_solution_markers)
     # early: a handler that returns a template name stops the handlers after it

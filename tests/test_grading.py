@@ -35,8 +35,10 @@ from grading.settings import GradingSettings
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not bwrap_available(), reason="bubblewrap missing: apt-get install bubblewrap")]
 
-# Per-cell and per-submission limits of the corpus runs: short, so endless cells cost little.
-CORPUS_SETTINGS = dict(jobs=2, cell_timeout_s=12, submission_timeout_s=40, quiet=True)
+# Per-cell and per-submission limits of the corpus runs: short, so endless cells cost little. A cell past its
+# limit is interrupted, again every 12 s until it ends: 60 s leaves room for a second interrupt and the rest of
+# the notebook on a loaded machine (at 40 s, an endless loop once cost the exercises after it).
+CORPUS_SETTINGS = dict(jobs=2, cell_timeout_s=12, submission_timeout_s=60, quiet=True)
 OPTIMIZATION_SUBSET = ("untouched_release", "reference", "displayhook_forgery", "ipython_machinery",
                        "frame_and_code_tampering", "forged_results", "full_control", "leaks_hidden_tests",
                        "warnings_on_stderr", "stripped_metadata", "duplicated_test_cell", "foreign_cell",

@@ -252,6 +252,7 @@ def record(exercise: str, obj: Any) -> None:
     written, that goes on, so the cell stops (its visible tests would hang the same way) and the next runs.
     """
     errors: Dict[str, str] = {}
+    interrupted = False  # an interrupt that reached a broad handler below is still the cell's time limit
     try:
         challenge_path = os.environ.get(CHALLENGE_ENV)
         results_dir = os.environ.get(RESULTS_ENV)
@@ -274,12 +275,13 @@ def record(exercise: str, obj: Any) -> None:
                 metadata["error"] = next(iter(errors.values()))
         except BaseException as error:  # noqa: B036
             tensors, metadata = {}, {"exercise": exercise, "status": "error", "error": error_text(error)}
+            interrupted = isinstance(error, KeyboardInterrupt)
         finally:
             torch.set_num_threads(threads)
         _write(path, tensors, metadata)
-    except BaseException:  # noqa: B036 - never raise into the student's notebook
-        pass
-    if INTERRUPTED in errors.values():
+    except BaseException as error:  # noqa: B036 - never raise into the student's notebook
+        interrupted = interrupted or isinstance(error, KeyboardInterrupt)
+    if interrupted or INTERRUPTED in errors.values():
         raise KeyboardInterrupt
 
 

@@ -7,7 +7,7 @@ import http.server
 import re
 import threading
 from pathlib import Path
-from typing import Iterable, List, Set
+from typing import Iterable, List, Set, Tuple
 
 import nbformat
 import yaml
@@ -146,3 +146,19 @@ def chromium(profile: Path):
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # an explicit driver path: selenium-manager never looks for a driver online
     return webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+
+
+AXE_JS = Path(__file__).resolve().parents[1] / ".axe" / "node_modules" / "axe-core" / "axe.min.js"  # install.sh
+
+
+def axe_violations(driver, impacts: Tuple[str, ...] = ("serious", "critical")) -> List[str]:
+    """axe-core's violations of the page open in ``driver`` with one of ``impacts``, as lines."""
+    assert AXE_JS.is_file(), f"{AXE_JS} missing: run bash scripts/install.sh"
+    driver.set_script_timeout(120)
+    driver.execute_script(AXE_JS.read_text())
+    return driver.execute_async_script(
+        "const [impacts, done] = [arguments[0], arguments[arguments.length - 1]];"
+        "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations"
+        ".filter(v => impacts.includes(v.impact))"
+        ".map(v => v.id + ' (' + v.impact + '): ' + "
+        "v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '))));", list(impacts))

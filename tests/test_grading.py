@@ -435,11 +435,12 @@ def test_workspace_notebooks_are_inert_and_nbgrader_feedback_is_refused(init_cor
 def test_class_report_counts_what_the_csv_and_report_hold(init_corpus, tmp_path):
     """The class report written by the batch: status counts and totals as in the CSV, the one-mistake case
     under its diagnosis, hostile cases under their flags, reference copies close to the reference once the
-    similarity report exists; a page with no script, alt text on its figure, no sideways scroll at 390 px."""
+    similarity report exists; a page with no script, alt text on its figure, no sideways scroll at 390 px, nothing
+    serious or critical for axe-core."""
     from collections import Counter
 
     from grading.reports.class_report import write_class_report
-    from tests.site_helpers import SiteServer, chromium
+    from tests.site_helpers import SiteServer, axe_violations, chromium
 
     ws, ids = init_corpus["ws"], init_corpus["ids"]
     summary = json.loads((ws / "class_initialization.json").read_text())
@@ -473,6 +474,7 @@ def test_class_report_counts_what_the_csv_and_report_hold(init_corpus, tmp_path)
             driver.get(f"{server.url}/{report.html.name}")
             assert driver.execute_script("return document.scrollingElement.scrollWidth <= window.innerWidth")
             assert driver.execute_script("return document.images[0].naturalWidth") > 500  # the figure decoded
+            assert axe_violations(driver) == []  # the site's accessibility check: nothing serious or critical
         finally:
             driver.quit()
 

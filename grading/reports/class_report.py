@@ -183,7 +183,10 @@ def _histograms(summary: dict[str, Any]) -> tuple[str, str]:
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th scope=\"col\">{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    label = html.escape("table: " + ", ".join(header), quote=True)
+    # a region that may scroll sideways on a phone: focusable, so that a keyboard can scroll it too
+    return (f'<div class="scroll" tabindex="0" role="region" aria-label="{label}"><table><thead><tr>{head}</tr>'
+            f"</thead><tbody>{body}</tbody></table></div>")
 
 
 def _students(ids: list[str], limit: int = 12) -> str:

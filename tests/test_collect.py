@@ -256,3 +256,16 @@ def test_damaged_member_and_bad_pattern(tmp_path):
         sub.read()
     with pytest.raises(ValueError, match="named group"):
         collect(archive, pattern=r"^(\w+)/")
+
+
+def test_one_name_cannot_multiply_the_grading_cost(tmp_path):
+    """Of ten notebooks in one folder only the newest MAX_GRADED_PER_NAME are kept for grading; a WARNING
+    names the others."""
+    for i in range(10):
+        path = _notebook(tmp_path, f"dir/mallory/{i}.ipynb", f"{{{i}}}")
+        os.utime(path, (1_700_000_000 + i, 1_700_000_000 + i))
+    [sub], _ = collect(tmp_path / "dir")
+    kept = [s.origin for s in sub.alternates] + [sub.origin]
+    assert kept == [f"mallory/{i}.ipynb" for i in range(10 - collect_module.MAX_GRADED_PER_NAME, 10)]
+    assert sub.notes[0].startswith("WARNING: 10 notebooks handed in under one name; only the newest")
+    assert "mallory/0.ipynb" in sub.notes[0] and "mallory/9.ipynb" not in sub.notes[0]

@@ -12,8 +12,9 @@ Rules, first match wins (paths are relative to the folder or zip root, with '/' 
 When one LMS id has several notebooks (attempts: Canvas names a resubmission ``..._LATE_...``), the
 latest is graded and the row carries a WARNING naming the others. When any other key (a name, a folder,
 a pattern's group) has several, nothing says which one counts: the newest is the ``Submission`` and the
-others are its ``alternates``; the pipeline grades every one and keeps the best (running.submission). Whatever the
-file is called, it is graded as the assignment's notebook. A file name that is not valid UTF-8 is kept
+others its ``alternates`` (the newest ``MAX_GRADED_PER_NAME`` in all; older ones are named in a WARNING); the
+pipeline grades each and keeps the best (running.submission). Whatever the file is called, it is graded as
+the assignment's notebook. A file name that is not valid UTF-8 is kept
 losslessly with its undecodable bytes escaped (``Zo\\xeb_optimization.ipynb``), with a note.
 
 Student ids (``student_id_of``): the name as found (NFC-normalized, so a macOS zip's decomposed
@@ -55,6 +56,8 @@ SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,39}")
 HASHED_ID = re.compile(r".*-[0-9a-f]{10}(?:[0-9a-f]{6})?")
 HASH_DIGITS, LONG_HASH_DIGITS = 10, 16
 MAX_SLUG = 40
+# Notebooks of one name that are each graded (the newest); more would let one student multiply the batch's cost.
+MAX_GRADED_PER_NAME = 4
 
 
 @dataclass(frozen=True)
@@ -322,7 +325,11 @@ def collect(path: Path, pattern: Optional[str] = None, limits: Optional[CollectL
             chosen.notes.append(f"WARNING: {len(items)} notebooks handed in under one LMS id; graded the latest "
                                 f"({chosen.origin}), not {others}")
         elif len(items) > 1:
-            chosen.alternates = items[:-1]
+            chosen.alternates = items[-MAX_GRADED_PER_NAME:-1]
+            if len(items) > MAX_GRADED_PER_NAME:
+                left = ", ".join(s.origin for s in items[:-MAX_GRADED_PER_NAME])
+                chosen.notes.append(f"WARNING: {len(items)} notebooks handed in under one name; only the newest "
+                                    f"{MAX_GRADED_PER_NAME} are graded, not {left}")
             for other in chosen.alternates:
                 other.student_id = ids[key]
         submissions.append(chosen)

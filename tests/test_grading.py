@@ -45,9 +45,9 @@ OPTIMIZATION_SUBSET = ("untouched_release", "reference", "displayhook_forgery", 
                        "delegates_to_torch", "monkeypatch_torch", "one_mistake", "optimizer_nan",
                        "forged_evidence_added_cells", "forged_evidence_answer_cell", "touches_evidence",
                        "honest_unusual_style", "delegates_by_a_computed_name")
-# The optional assignment: the reference, the release, its common mistakes, a delegation, forged results.
+# The optional assignment: the reference, the release, its common mistakes, delegations, forged results.
 DEEPER_SUBSET = ("untouched_release", "reference", "one_mistake", "lsuv_ignores_biases", "warmup_off_by_one",
-                 "orthogonal_without_sign_fix", "delegates_to_torch", "forged_results")
+                 "orthogonal_without_sign_fix", "delegates_to_torch", "forged_results", "delegates_by_a_computed_name")
 # Students whose names must stay apart: each folder gets a copy of the reference or the release.
 NAMES = {"张三": "reference", "李四": "untouched_release", "Zoë": "reference", "Zoé": "untouched_release",
          "Ng, Anh": "reference", "Ng Anh": "untouched_release"}

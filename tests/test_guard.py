@@ -13,6 +13,7 @@ from grading.course import REPO_ROOT
 from grading.judging import make_challenge, touched_exercises
 from grading.running.evidence import RESULTS, refused_accesses
 from grading.sandbox.kernel_bootstrap import GUARD_LOG
+from grading.sandbox.probe import refusal
 
 SCRIPT = textwrap.dedent('''
     import json, os, sys
@@ -84,7 +85,7 @@ def test_only_the_probe_reaches_the_graders_files(tmp_path: Path):
 
 
 TRIPWIRES = textwrap.dedent('''
-    import json, os
+    import json, os, sys
     import torch
     from grading.sandbox import probe
     probe.arm_tripwires()
@@ -94,7 +95,7 @@ TRIPWIRES = textwrap.dedent('''
         def update_param(self, p):
             p.add_(p.grad, alpha=-self.lr)
 
-    class Delegating(OptimizerTemplate):
+    class ComputedName(OptimizerTemplate):
         def __init__(self, params, lr):
             super().__init__(params, lr)
             self.inner = getattr(torch, "".join(reversed("mitpo"))).SGD(self.params, lr=lr)
@@ -102,21 +103,98 @@ TRIPWIRES = textwrap.dedent('''
         def step(self):
             self.inner.step()
 
-    outside = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)  # the grader's own use: not seen
+    class Functional(OptimizerTemplate):  # the functional API, found through sys.modules
+        def update_param(self, p):
+            sys.modules["torch.optim.sgd"].sgd([p], [p.grad], [None], weight_decay=0.0, momentum=0.0, lr=self.lr,
+                                               dampening=0.0, nesterov=False, maximize=False)
+
+    class Unwrapped(OptimizerTemplate):  # the ready __init__ behind the wrapper, if the wrapper showed it
+        def __init__(self, params, lr):
+            super().__init__(params, lr)
+            inner = torch.optim.SGD.__new__(torch.optim.SGD)
+            getattr(torch.optim.SGD.__init__, "__wrapped__", torch.optim.SGD.__init__)(inner, self.params, lr=lr)
+            self.inner = inner
+
+        def step(self):
+            self.inner.step()
+
+    class Fused(OptimizerTemplate):
+        def update_param(self, p):
+            torch._fused_sgd_([p], [p.grad], [], weight_decay=0.0, momentum=0.0, lr=self.lr, dampening=0.0,
+                              nesterov=False, maximize=False, is_first_step=True)
+
+    outside = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)  # the grader's own use: allowed
     seen = {}
-    for name, cls in (("honest", Honest), ("delegating", Delegating)):
+    for name, cls in (("honest", Honest), ("computed name", ComputedName), ("functional", Functional),
+                      ("unwrapped", Unwrapped), ("fused", Fused)):
         probe.record("sgd", cls)
         with open(os.path.join(os.environ[probe.RESULTS_ENV], "sgd.safetensors"), "rb") as f:
             header = f.read(8)
             meta = json.loads(f.read(int.from_bytes(header, "little")))["__metadata__"]
-        seen[name] = json.loads(meta["oracles"])
+        errors = set(json.loads(meta["errors"]).values())
+        seen[name] = {"oracles": json.loads(meta["oracles"]), "errors": sorted(errors)}
+    seen["wrapper shows the original"] = hasattr(torch.optim.SGD.__init__, "__wrapped__")
+    print(json.dumps(seen))
+''')
+
+INIT_TRIPWIRES = textwrap.dedent('''
+    import json, os
+    import torch
+    from torch import nn
+    from grading.sandbox import probe
+    probe.arm_tripwires()
+    from course_lib import depth
+
+    def own_layers(model):  # builds nn.Linear layers (their constructor calls kaiming_uniform_), then samples
+        for module in model.modules():
+            if isinstance(module, nn.Linear):
+                fresh = nn.Linear(module.in_features, module.out_features)
+                bound = (6 / (module.in_features + module.out_features)) ** 0.5
+                with torch.no_grad():
+                    module.weight.copy_(nn.init.uniform_(fresh.weight, -bound, bound))
+                    module.bias.zero_()
+
+    def course_helper(model):
+        depth.init_weights(model, "xavier")
+
+    def torch_ready(model):
+        for module in model.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_normal_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    seen = {}
+    for name, fn in (("own layers", own_layers), ("course helper", course_helper), ("torch ready", torch_ready)):
+        probe.record("xavier_init", fn)
+        with open(os.path.join(os.environ[probe.RESULTS_ENV], "xavier_init.safetensors"), "rb") as f:
+            header = f.read(8)
+            meta = json.loads(f.read(int.from_bytes(header, "little")))["__metadata__"]
+        errors = sorted(set(json.loads(meta["errors"]).values()))
+        seen[name] = {"oracles": json.loads(meta["oracles"]), "errors": errors}
     print(json.dumps(seen))
 ''')
 
 
-def test_tripwires_see_delegation_by_any_spelling_and_nothing_else(tmp_path: Path):
-    """Armed before student code, the tripwires record torch.optim reached through a computed name while the
-    probe runs the student's class; an honest class, and torch used outside the probe, record nothing."""
+def test_tripwires_refuse_delegation_by_any_spelling_and_nothing_else(tmp_path: Path):
+    """Armed before student code, torch.optim reached while the probe runs the student's class, by a computed
+    name, sys.modules, the fused kernel or the wrapper's inside, is recorded and refused (so nothing is
+    computed); an honest class, and torch used outside the probe, record and refuse nothing."""
     seen = _run_probed(TRIPWIRES, tmp_path / "io", make_challenge("optimization", 5))
-    assert seen["honest"] == []
-    assert "torch.optim.SGD" in seen["delegating"] and "torch.optim.sgd.sgd" in seen["delegating"]
+    assert seen.pop("honest") == {"oracles": [], "errors": []}
+    assert seen.pop("wrapper shows the original") is False
+    expected = {"computed name": "torch.optim.SGD", "functional": "torch.optim.sgd.sgd", "unwrapped": "torch.optim.SGD",
+                "fused": "torch._fused_sgd_"}
+    for route, oracle in expected.items():
+        assert seen[route]["oracles"] == [oracle], route
+        assert seen[route]["errors"] == [f"OracleRefused: {refusal(oracle)}"], route
+
+
+def test_initializer_tripwires_refuse_torch_and_the_course_library(tmp_path: Path):
+    """While the probe runs an initializer, torch's named initializers and the course library's helpers are
+    refused; nn.Linear's own constructor (which calls kaiming_uniform_) and the samplers are not."""
+    seen = _run_probed(INIT_TRIPWIRES, tmp_path / "io", make_challenge("initialization", 5))
+    assert seen["own layers"] == {"oracles": [], "errors": []}
+    assert seen["course helper"] == {"oracles": ["course_lib.depth.init_weights"],
+                                     "errors": [f"OracleRefused: {refusal('course_lib.depth.init_weights')}"]}
+    assert seen["torch ready"] == {"oracles": ["torch.nn.init.xavier_normal_"],
+                                   "errors": [f"OracleRefused: {refusal('torch.nn.init.xavier_normal_')}"]}

@@ -165,8 +165,9 @@ class Adam(OptimizerTemplate):
 '''
 
 
-def test_delegating_adam_scores_what_it_computes(tmp_path):
-    """An Adam that wraps torch.optim.Adam computes the right numbers: full marks (the pipeline flags it)."""
+def test_judging_alone_scores_a_delegating_adam_on_its_numbers(tmp_path):
+    """Judging looks at numbers only: an Adam wrapping torch.optim.Adam, run without the kernel's tripwires, gets
+    full marks (in a grading kernel the tripwires refuse torch.optim: tests/test_guard.py and the corpus)."""
     verdict = grade_in_process(tmp_path, "optimization", 1, [DELEGATING_ADAM], only="adam")["adam"]
     assert verdict.fraction == 1.0, [(p.name, p.message) for p in verdict.properties]
 
@@ -907,3 +908,19 @@ def test_distribution_bounds_tell_normal_from_uniform():
     normal, uniform = within_one_sd_bounds(n, normal_within), within_one_sd_bounds(n, uniform_within)
     assert uniform[1] < normal[0]
     assert normal[0] < normal_within(1.0) < normal[1] and uniform[0] < uniform_within(1.0) < uniform[1]
+
+
+def test_refused_delegation_scores_zero_and_is_flagged(tmp_path, graded_optimization):
+    """A result file whose every run the kernel's tripwires refused (no tensors, the oracle named) fails that
+    exercise, names the refusal in its note and raises the run-time delegation flag; the others keep theirs."""
+    challenge, reference = graded_optimization
+    results = _copy_results(reference, tmp_path / "results")
+    refused = f"OracleRefused: {probe.refusal('torch.optim.Adam')}"
+    runs = {name: refused for name in challenge["exercises"]["adam"]["runs"]}
+    _save(results / "adam.safetensors", {}, {"exercise": "adam", "status": "error", "errors": json.dumps(runs),
+                                             "error": refused, "oracles": json.dumps(["torch.optim.Adam"])})
+    verdicts = judge("optimization", challenge, results)
+    assert verdicts["adam"].fraction == 0.0 and refused in verdicts["adam"].note
+    assert verdicts["adam"].review == ("adam called torch.optim.Adam while the grader ran it "
+                                       "(delegation, seen at run time)")
+    assert all(v.fraction == 1.0 and not v.review for k, v in verdicts.items() if k != "adam")

@@ -539,8 +539,9 @@ def test_other_correct_readings_score_full_marks(tmp_path, exercise):
 
 
 @pytest.mark.parametrize("exercise", sorted(DELEGATING))
-def test_delegating_scores_what_it_computes(tmp_path, exercise):
-    """torch.nn.init.orthogonal_ and torch.optim.AdamW compute the right numbers: full marks (the review flags)."""
+def test_judging_alone_scores_delegation_on_its_numbers(tmp_path, exercise):
+    """Judging looks at numbers only: torch.nn.init.orthogonal_ and torch.optim.AdamW, run without the kernel's
+    tripwires, get full marks (in a grading kernel the tripwires refuse them: the corpus)."""
     verdict = grade_in_process(tmp_path, ASSIGNMENT, 1, [DELEGATING[exercise]], only=exercise)[exercise]
     assert verdict.fraction == 1.0, [(p.name, p.message) for p in verdict.properties]
 

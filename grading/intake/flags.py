@@ -18,7 +18,9 @@ path: ``torch.optim`` (its classes, functional API and ``lr_scheduler``, also as
 another module), torch's fused optimizer kernels (``torch._fused_adam_`` and the like, ``torch.ops.aten``
 included), ``torch.nn.init``'s named initializers (``xavier_*``, ``kaiming_*``, ``orthogonal_``: the
 samplers ``normal_`` and ``uniform_`` are allowed), and the course library's modules that build
-optimizers or initialize networks (``DELEGATED_COURSE_MODULES``). Such code scores what it computes.
+optimizers or initialize networks (``DELEGATED_COURSE_MODULES``). A flag changes no points: at run time the
+probe's tripwires (``grading.sandbox.probe.arm_tripwires``) refuse those implementations while the
+student's code runs, so an exercise that reaches them computes nothing.
 """
 
 from __future__ import annotations

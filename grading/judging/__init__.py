@@ -123,9 +123,10 @@ def _judge_exercise(assignment: str, key: str, challenge: dict, results_dir: Pat
     if not results.tensors:
         note = (not_started_note(assignment, key) if results.error.split(":", 1)[0].strip() == "NotImplementedError"
                 else f"your code raised {results.error}" if results.error else "your code produced no result")
-        return failed_verdict(key, property_weights(assignment, key, challenge), note)
-    verdict = module.verdict(key, spec, results)
-    if results.oracles:  # a flag, like the static one: the numbers are judged as they are
+        verdict = failed_verdict(key, property_weights(assignment, key, challenge), note)
+    else:
+        verdict = module.verdict(key, spec, results)
+    if results.oracles:  # refused in the kernel (the runs that reached them computed nothing) and flagged
         verdict.review = verdict.review or (f"{key} called {', '.join(results.oracles[:3])} while the grader ran it "
                                             "(delegation, seen at run time)")
     return verdict

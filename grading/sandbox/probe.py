@@ -59,15 +59,27 @@ class _Discard:
         pass
 
 
-# --- Tripwires: torch's ready optimizers and initializers, called while the student's code runs -----------
+# --- Tripwires: ready implementations of the exercises, refused while the student's code runs -----------------
 
 ORACLES_SEEN: set = set()  # names of the ready implementations called while the student's code was probed
 _WATCHING = [0]
+# torch's own modules initializing themselves (nn.Linear's constructor calls kaiming_uniform_): not the student's
+INTERNAL_CALLERS = ("reset_parameters", "_reset_parameters")
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+
+
+class OracleRefused(RuntimeError):
+    """A ready implementation of an exercise, called while the grader runs the student's code."""
+
+
+def refusal(name: str) -> str:
+    """What a refused ready implementation says to the student."""
+    return f"{name} is not available while the grader runs your code: the exercise asks you to implement it"
 
 
 @contextlib.contextmanager
 def _student_code() -> Iterator[None]:
-    """Mark the student's code running: a tripwire that fires now records its oracle."""
+    """Mark the student's code running: a tripwire that fires now records its oracle and refuses the call."""
     _WATCHING[0] += 1
     try:
         yield
@@ -79,18 +91,26 @@ def _tripwire(name: str, fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wired(*args, **kwargs):
         if _WATCHING[0]:
-            ORACLES_SEEN.add(name)
+            caller = sys._getframe(1).f_code
+            if not (caller.co_name in INTERNAL_CALLERS and caller.co_filename.startswith(_TORCH_DIR)):
+                ORACLES_SEEN.add(name)
+                raise OracleRefused(refusal(name))
         return fn(*args, **kwargs)
 
+    del wired.__wrapped__  # functools.wraps's way back to the ready implementation
     wired.__tripwire__ = name
     return wired
 
 
 def arm_tripwires() -> list[str]:
-    """Wrap, in place, torch's ready implementations of the exercises: every optimizer and learning-rate
+    """Wrap, in place, the ready implementations of the exercises: every optimizer and learning-rate
     scheduler class of ``torch.optim`` (their ``__init__``), the functions of its optimizer modules, the fused
-    optimizer kernels on ``torch``, and ``torch.nn.init``'s named initializers. Called before any student code,
-    so every later reference, however spelled, reaches the wrapper. Return the names wired."""
+    optimizer kernels on ``torch``, ``torch.nn.init``'s named initializers and the course library's helpers
+    that initialize networks or build optimizers (``COURSE_ORACLES``). Called before any student code, so
+    every later reference, however spelled, reaches the wrapper; called while the probe runs the student's
+    code, a wrapper records its name and raises ``OracleRefused`` (torch's modules initializing themselves
+    excepted), so delegating computes nothing. Return the names wired."""
+    import importlib
     import inspect
 
     import torch.nn.init
@@ -122,9 +142,19 @@ def arm_tripwires() -> list[str]:
     for name, fn in list(vars(torch.nn.init).items()):
         if inspect.isfunction(fn) and name.startswith(("xavier", "kaiming", "orthogonal")):
             wire(torch.nn.init, name, fn, f"torch.nn.init.{name}")
+    for module_name, names in COURSE_ORACLES.items():  # imported now (milliseconds), so every importer gets the wires
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for name in names:
+            wire(module, name, getattr(module, name), f"{module_name}.{name}")
     return wired
 
 
+# the course library's ready implementations (its optimizer helpers also reach torch.optim's wired classes)
+COURSE_ORACLES = {"course_lib.depth": ("orthogonal_", "lsuv_", "init_weights"),
+                  "course_lib.practice": ("make_optimizer", "make_scheduler", "scheduler_factory", "schedule_values")}
 OPTIMIZER_MODULES = ("sgd", "adam", "adamw", "adamax", "nadam", "radam", "rmsprop", "adagrad", "adadelta", "asgd",
                      "rprop", "lbfgs", "sparse_adam", "_functional")
 FUSED_KERNELS = ("_fused_adam_", "_fused_adamw_", "_fused_sgd_", "_fused_adagrad_")
@@ -285,4 +315,4 @@ def record(exercise: str, obj: Any) -> None:
         raise KeyboardInterrupt
 
 
-__all__ = ["record", "encode_tensor", "decode_tensor", "arm_tripwires", "ORACLES_SEEN"]
+__all__ = ["record", "encode_tensor", "decode_tensor", "arm_tripwires", "ORACLES_SEEN", "OracleRefused"]

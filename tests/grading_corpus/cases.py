@@ -291,6 +291,15 @@ def xavier_init(model):
             nn.init.zeros_(param)
         else:
             getattr(nn.init, "xavier_" + kind + "_")(param)"""),
+    "deeper": ("orthogonal_init", """import importlib
+from torch import nn
+
+def orthogonal_init(model, gain=1.0):
+    helpers = importlib.import_module("course_lib." + "htped"[::-1])
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            getattr(helpers, "orthogonal" + "_")(module.weight, gain=gain)
+            nn.init.zeros_(module.bias)"""),
 }
 
 MISTAKES = {**BASE_MISTAKES, **DEEPER_MISTAKES}
@@ -504,14 +513,19 @@ def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, s
         cases["honest_unusual_style"] = Case(nb, full, flags_empty=True)
     if assignment in HIDDEN_DELEGATION:
         gid, source = HIDDEN_DELEGATION[assignment]
-        cases["delegates_by_a_computed_name"] = Case(with_cell(gid, source), full, flags_contain=[
-            f"{key_of(exercises, gid)} called torch.", "(delegation, seen at run time)"])
+        oracle = "course_lib.depth.orthogonal_" if assignment == "deeper" else "torch."
+        # the ready implementation is refused while the probe runs it: the exercise computes nothing, and
+        # neither does one that calls it (lsuv_init starts with the student's orthogonal_init)
+        lost = (gid, "lsuv_init") if assignment == "deeper" else (gid,)
+        cases["delegates_by_a_computed_name"] = Case(with_cell(gid, source), without(*lost), flags_contain=[
+            f"{key_of(exercises, gid)} called {oracle}", "(delegation, seen at run time)"])
     if assignment == "optimization":
-        cases["delegates_to_torch"] = Case(with_cell("adam", DELEGATING_ADAM.strip()), full,
+        cases["delegates_to_torch"] = Case(with_cell("adam", DELEGATING_ADAM.strip()), without("adam"),
                                            flags_contain=["delegates to torch.optim", "adam called torch.optim."])
     if assignment == "deeper":
         nb = with_cell("orthogonal_init", DEEPER_DELEGATING["orthogonal_init"].strip())
-        cases["delegates_to_torch"] = Case(with_cell("adamw", DEEPER_DELEGATING["adamw"].strip(), nb), full,
+        cases["delegates_to_torch"] = Case(with_cell("adamw", DEEPER_DELEGATING["adamw"].strip(), nb),
+                                           without("orthogonal_init", "lsuv_init", "adamw"),
                                            flags_contain=["delegates to torch.optim", "delegates to torch.nn.init",
                                                           "adamw called torch.optim.", "torch.optim.AdamW",
                                                           "orthogonal_init called torch.nn.init.orthogonal_"])

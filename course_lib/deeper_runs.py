@@ -7,7 +7,7 @@ and the book's pages call ``load_or_train``: the shipped results if present, els
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -104,7 +104,24 @@ def _practice_runs() -> List[RunSpec]:
 
 
 RUNS: Tuple[RunSpec, ...] = tuple(_depth_runs() + _practice_runs())
-RUNS_BY_NAME = {run.name: run for run in RUNS}
+# Each run again with other seeds (its initialization and the order of its batches): the pages quote a run's
+# mean and standard deviation over ``SEEDS`` and compare two runs only where the difference exceeds that spread.
+SEEDS = (42, 43, 44)
+
+
+def repeat(spec: RunSpec, seed: int) -> RunSpec:
+    """``spec`` trained with another seed (named NAME_seedSEED; it ships no weights)."""
+    return replace(spec, name=f"{spec.name}_seed{seed}", seed=seed, ship_weights=False)
+
+
+REPEATS: Tuple[RunSpec, ...] = tuple(repeat(run, seed) for run in RUNS for seed in SEEDS if seed != run.seed)
+RUNS_BY_NAME = {run.name: run for run in RUNS + REPEATS}
+
+
+def seed_names(name: str) -> List[str]:
+    """The names of run ``name`` under every seed of ``SEEDS``, its own first."""
+    spec = RUNS_BY_NAME[name]
+    return [name] + [repeat(spec, seed).name for seed in SEEDS if seed != spec.seed]
 
 
 def run_data(spec: RunSpec, data: FashionMNISTSplits, quick: bool) -> FashionMNISTSplits:

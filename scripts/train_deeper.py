@@ -1,6 +1,6 @@
 """Train every shipped run of the "Going deeper" chapters and ship the results in course_lib/trained/deeper.
 
-    .venv/bin/python scripts/train_deeper.py                      # every run (about 15-25 min on a 2-core CPU)
+    .venv/bin/python scripts/train_deeper.py                      # every run, 3 seeds each (about 40 min, 2-core CPU)
     .venv/bin/python scripts/train_deeper.py --quick --out /tmp/d  # one epoch on 2k images each (a smoke test)
 
 The runs are ``course_lib.deeper_runs.RUNS``: the depth grid (ReLU and tanh MLPs of width 256 and depth
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
-from course_lib.checkpoints import checkpoint_paths, write_json
+from course_lib.checkpoints import checkpoint_paths, read_json, write_json
 from course_lib.data import load_fashion_mnist
-from course_lib.deeper_runs import DEEPER_DIR, RUNS, train_run
+from course_lib.deeper_runs import DEEPER_DIR, REPEATS, RUNS, train_run
 from course_lib.device import seed_everything, try_gpu
 from course_lib.training import provenance
 
@@ -38,7 +38,7 @@ def train_all(out_dir: Path, quick: bool, names: list[str]) -> dict:
     device = try_gpu()
     data = load_fashion_mnist(device=device)
     start, rows = time.perf_counter(), {}
-    specs = [run for run in RUNS if run.name in names]
+    specs = [run for run in RUNS + REPEATS if run.name in names]
     with tempfile.TemporaryDirectory(prefix="train_deeper_") as scratch:
         for index, spec in enumerate(specs, start=1):
             began = time.perf_counter()
@@ -56,7 +56,13 @@ def train_all(out_dir: Path, quick: bool, names: list[str]) -> dict:
                     shutil.copyfile(source[kind], target[kind])
     summary = {"total_s": round(time.perf_counter() - start, 1), "quick": quick, "runs": rows,
                "provenance": provenance(device)}
-    write_json(out_dir / "summary.json", summary)
+    previous = out_dir / "summary.json"
+    if previous.is_file():  # a partial retrain (--only) keeps the other runs' rows; the total is their sum
+        kept = read_json(previous)
+        if kept.get("quick") == quick:
+            summary["runs"] = {**kept.get("runs", {}), **rows}
+            summary["total_s"] = round(sum(row["wall_s"] for row in summary["runs"].values()), 1)
+    write_json(previous, summary)
     return summary
 
 
@@ -66,11 +72,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEEPER_DIR, help="folder for the shipped files")
     parser.add_argument("--quick", action="store_true", help="one epoch on 2k training images per run")
     parser.add_argument("--only", nargs="*", default=None, help="train only these runs (names)")
+    parser.add_argument("--first-seed-only", action="store_true",
+                        help="each run once, with its own seed (not the repeats with SEEDS' others)")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads for torch (default 1: on a shared 2-core machine, 2 threads ran 4x slower)")
     args = parser.parse_args()
-    names = [run.name for run in RUNS] if args.only is None else args.only
-    unknown = sorted(set(names) - {run.name for run in RUNS})
+    if args.only is not None:
+        names = args.only
+    else:
+        names = [run.name for run in (RUNS if args.first_seed_only else RUNS + REPEATS)]
+    unknown = sorted(set(names) - {run.name for run in RUNS + REPEATS})
     if unknown:
         raise SystemExit(f"unknown runs: {', '.join(unknown)}")
     seed_everything(42)  # once, here; every run draws its initialization from its own seeded generator

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from course_lib.checkpoints import load_model, save_model
-from course_lib.deeper_runs import DEEPER_DIR, RUNS, RUNS_BY_NAME
+from course_lib.deeper_runs import DEEPER_DIR, REPEATS, RUNS, RUNS_BY_NAME
 from course_lib.depth import (
     DeepMLP,
     init_weights,
@@ -173,8 +173,9 @@ def test_train_deeper_quick_writes_results_with_provenance(tmp_path):
 
 
 def test_shipped_results_are_complete_and_match_their_config():
-    """Every run ships a full (not quick) results JSON whose config and spec are the run's; init stats present."""
-    for spec in RUNS:
+    """Every run, and its repeats with the other seeds, ships a full (not quick) results JSON whose config and
+    spec are the run's; init stats present."""
+    for spec in RUNS + REPEATS:
         results = json.loads((DEEPER_DIR / f"{spec.name}.results.json").read_text())
         assert results["quick"] is False and results["model_name"] == spec.name
         assert results["config"] == spec.build().config and results["spec"]["name"] == spec.name
@@ -182,7 +183,7 @@ def test_shipped_results_are_complete_and_match_their_config():
         if spec.init_stats:
             assert len(results["init_stats"]["activations"]) == spec.model["depth"] + 1
     shipped = {p.name for p in DEEPER_DIR.iterdir()}
-    expected = {f"{s.name}.results.json" for s in RUNS} | {"summary.json"} | {
+    expected = {f"{s.name}.results.json" for s in RUNS + REPEATS} | {"summary.json"} | {
         f"{s.name}{suffix}" for s in RUNS if s.ship_weights for suffix in (".pt", ".config.json")}
     assert shipped == expected
     assert sum((DEEPER_DIR / name).stat().st_size for name in shipped) < 20 * 2**20

@@ -163,8 +163,19 @@ INIT_TRIPWIRES = textwrap.dedent('''
                 nn.init.xavier_normal_(module.weight)
                 nn.init.zeros_(module.bias)
 
+    forged = {"nn": nn}  # a function named like torch's, compiled under torch's file name
+    exec(compile("def reset_parameters(w):\\n    nn.init.xavier_normal_(w)\\n",
+                 nn.modules.linear.__file__, "exec"), forged)
+
+    def forged_caller(model):
+        for module in model.modules():
+            if isinstance(module, nn.Linear):
+                forged["reset_parameters"](module.weight)
+                nn.init.zeros_(module.bias)
+
     seen = {}
-    for name, fn in (("own layers", own_layers), ("course helper", course_helper), ("torch ready", torch_ready)):
+    for name, fn in (("own layers", own_layers), ("course helper", course_helper), ("torch ready", torch_ready),
+                     ("forged caller", forged_caller)):
         probe.record("xavier_init", fn)
         with open(os.path.join(os.environ[probe.RESULTS_ENV], "xavier_init.safetensors"), "rb") as f:
             header = f.read(8)
@@ -191,10 +202,12 @@ def test_tripwires_refuse_delegation_by_any_spelling_and_nothing_else(tmp_path: 
 
 def test_initializer_tripwires_refuse_torch_and_the_course_library(tmp_path: Path):
     """While the probe runs an initializer, torch's named initializers and the course library's helpers are
-    refused; nn.Linear's own constructor (which calls kaiming_uniform_) and the samplers are not."""
+    refused, also from a function compiled under torch's name and file name; nn.Linear's own constructor (which
+    calls kaiming_uniform_) and the samplers are not."""
     seen = _run_probed(INIT_TRIPWIRES, tmp_path / "io", make_challenge("initialization", 5))
     assert seen["own layers"] == {"oracles": [], "errors": []}
     assert seen["course helper"] == {"oracles": ["course_lib.depth.init_weights"],
                                      "errors": [f"OracleRefused: {refusal('course_lib.depth.init_weights')}"]}
     assert seen["torch ready"] == {"oracles": ["torch.nn.init.xavier_normal_"],
                                    "errors": [f"OracleRefused: {refusal('torch.nn.init.xavier_normal_')}"]}
+    assert seen["forged caller"] == seen["torch ready"]  # a forged name and file name do not pass as torch's

@@ -63,9 +63,9 @@ class _Discard:
 
 ORACLES_SEEN: set = set()  # names of the ready implementations called while the student's code was probed
 _WATCHING = [0]
-# torch's own modules initializing themselves (nn.Linear's constructor calls kaiming_uniform_): not the student's
-INTERNAL_CALLERS = ("reset_parameters", "_reset_parameters")
-_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+# torch's own modules initializing themselves (nn.Linear's constructor calls kaiming_uniform_): not the student's.
+# Their code objects, collected when armed (a name and a file name can be forged with compile(), these cannot).
+_INTERNAL_CALLERS: set = set()
 
 
 class OracleRefused(RuntimeError):
@@ -91,8 +91,7 @@ def _tripwire(name: str, fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wired(*args, **kwargs):
         if _WATCHING[0]:
-            caller = sys._getframe(1).f_code
-            if not (caller.co_name in INTERNAL_CALLERS and caller.co_filename.startswith(_TORCH_DIR)):
+            if sys._getframe(1).f_code not in _INTERNAL_CALLERS:
                 ORACLES_SEEN.add(name)
                 raise OracleRefused(refusal(name))
         return fn(*args, **kwargs)
@@ -142,6 +141,12 @@ def arm_tripwires() -> list[str]:
     for name, fn in list(vars(torch.nn.init).items()):
         if inspect.isfunction(fn) and name.startswith(("xavier", "kaiming", "orthogonal")):
             wire(torch.nn.init, name, fn, f"torch.nn.init.{name}")
+    for cls in vars(torch.nn).values():  # the layers' own initialization calls stay allowed
+        if inspect.isclass(cls) and issubclass(cls, torch.nn.Module):
+            for name in ("reset_parameters", "_reset_parameters"):
+                method = vars(cls).get(name)
+                if inspect.isfunction(method):
+                    _INTERNAL_CALLERS.add(method.__code__)
     for module_name, names in COURSE_ORACLES.items():  # imported now (milliseconds), so every importer gets the wires
         try:
             module = importlib.import_module(module_name)

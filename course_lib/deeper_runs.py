@@ -208,6 +208,16 @@ def load_or_train(names: List[str], settings: RunSettings, data_fn, shipped_dir:
     return results
 
 
+def load_over_seeds(names: List[str], settings: RunSettings, data_fn, shipped_dir: Path = DEEPER_DIR,
+                    ) -> Dict[str, List[Dict[str, Any]]]:
+    """Results of each run in ``names`` under every seed of ``SEEDS``, its own seed first ("load if present,
+    else train", as ``load_or_train``); in quick mode only its own seed, which is all a quick run can afford."""
+    per_name = {name: seed_names(name)[:1] if settings.quick else seed_names(name) for name in names}
+    flat = load_or_train([seeded for seeded_names in per_name.values() for seeded in seeded_names], settings,
+                         data_fn, shipped_dir)
+    return {name: [flat[seeded] for seeded in seeded_names] for name, seeded_names in per_name.items()}
+
+
 def load_trained_model(name: str, settings: RunSettings, data_fn, shipped_dir: Path = DEEPER_DIR,
                        ) -> Tuple[torch.nn.Module, Dict[str, Any]]:
     """The trained network of a run that ships weights, and its results ("load if present, else train")."""

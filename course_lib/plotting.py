@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import io
 import re
-from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -270,20 +270,33 @@ def plot_trajectories(
     return ax
 
 
-def plot_training_curves(results: Mapping[str, Dict], ax: Optional[Axes] = None) -> Axes:
-    """Validation (solid) and training (dashed) accuracy per epoch for each named results dict."""
+def plot_training_curves(results: Mapping[str, Union[Dict, Sequence[Dict]]], ax: Optional[Axes] = None) -> Axes:
+    """Validation (solid) and training (dashed) accuracy per epoch for each named results dict; a name given a
+    list of results dicts (one per seed) is drawn as their mean with a band of ± one standard deviation."""
     if ax is None:
         ax = new_figure((6, 4)).add_subplot()
+    banded = False
     for rank, (name, res) in enumerate(results.items()):
         color = f"C{rank}"
-        epochs = np.arange(1, len(res["val_scores"]) + 1)
-        ax.plot(epochs, np.asarray(res["val_scores"]) * 100, color=color,
-                label=f"{name} val (test {res['test_acc'] * 100:.2f}%)")
-        if res.get("train_scores"):
-            ax.plot(epochs, np.asarray(res["train_scores"]) * 100, color=color, linestyle="--", alpha=0.6)
+        runs = [res] if isinstance(res, Mapping) else list(res)
+        test = np.array([r["test_acc"] for r in runs]) * 100
+        label = f"{name} val (test {test.mean():.2f}%)" if len(runs) == 1 else \
+            f"{name} val (test {test.mean():.1f} ± {test.std(ddof=1):.1f}%)"
+        for key, style, alpha, line_label in (("val_scores", "-", 1.0, label), ("train_scores", "--", 0.6, None)):
+            if not all(r.get(key) for r in runs):
+                continue
+            length = min(len(r[key]) for r in runs)  # early-stopped seeds may end sooner
+            scores = np.array([r[key][:length] for r in runs], dtype=float) * 100
+            epochs = np.arange(1, length + 1)
+            ax.plot(epochs, scores.mean(axis=0), color=color, linestyle=style, alpha=alpha, label=line_label)
+            if len(runs) > 1:
+                spread = scores.std(axis=0, ddof=1)
+                ax.fill_between(epochs, scores.mean(axis=0) - spread, scores.mean(axis=0) + spread, color=color,
+                                alpha=0.15 * alpha, linewidth=0)
+                banded = True
     ax.set_xlabel("Epoch")
     ax.set_ylabel("Accuracy (%)")
-    ax.set_title("Validation (solid) and training (dashed) accuracy")
+    ax.set_title("Validation (solid) and training (dashed) accuracy" + (", mean ± std over seeds" if banded else ""))
     ax.legend()
     return ax
 
@@ -367,32 +380,50 @@ def plot_layer_variances(
 
 @_undrawn_in_grader_kernels
 def plot_accuracy_by_depth(
-    accuracy: Mapping[str, Mapping[str, Mapping[int, float]]], axes: Optional[Sequence[Axes]] = None
+    accuracy: Mapping[str, Mapping[str, Mapping[int, Union[float, Sequence[float]]]]],
+    axes: Optional[Sequence[Axes]] = None,
 ) -> Figure:
-    """Test accuracy against depth, one panel per activation (``accuracy[act][variant][depth]``), one line
-    per initialization or variant."""
+    """Test accuracy against depth, one panel per activation (``accuracy[act][variant][depth]``: a fraction, or
+    one per seed), one line per initialization or variant: the mean over seeds with a band of ± one standard
+    deviation (seaborn's ``lineplot``)."""
+    import pandas as pd  # seaborn's input; both load only here (grading kernels import this module)
+    import seaborn as sns
+
     if axes is None:
         fig, axes = _new_axes(len(accuracy), (5.2 * len(accuracy), 3.6))
     else:
         fig = axes[0].figure
     markers = ["o", "s", "^", "D", "v", "P", "X"]
     for ax, (act, by_variant) in zip(axes, accuracy.items()):
-        for rank, (variant, by_depth) in enumerate(by_variant.items()):
-            depths = sorted(by_depth)
-            ax.plot(depths, [100 * by_depth[d] for d in depths], marker=markers[rank % len(markers)],
-                    color=f"C{rank}", label=variant)
+        rows = [{"variant": variant, "depth": depth, "accuracy": 100 * value}
+                for variant, by_depth in by_variant.items() for depth, values in by_depth.items()
+                for value in np.atleast_1d(np.asarray(values, dtype=float))]
+        variants = list(by_variant)
+        sns.lineplot(pd.DataFrame(rows), x="depth", y="accuracy", hue="variant", style="variant",
+                     hue_order=variants, style_order=variants, palette=[f"C{i}" for i in range(len(variants))],
+                     markers=markers[:len(variants)], dashes=False, errorbar="sd", ax=ax)
         ax.axhline(10, color="grey", linestyle=":", linewidth=1)  # chance: 10 classes
+        depths = sorted({d for v in by_variant.values() for d in v})
         ax.set_xscale("log")
         ax.minorticks_off()  # no "3 x 10^1" labels between the depths
-        ax.set_xticks(sorted({d for v in by_variant.values() for d in v}))
-        ax.set_xticklabels([str(d) for d in sorted({d for v in by_variant.values() for d in v})])
+        ax.set_xticks(depths)
+        ax.set_xticklabels([str(d) for d in depths])
         ax.set_xlabel("depth (hidden layers)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(act, fontsize=10)
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
-    axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=9)
+        ax.get_legend().remove()
+    handles, labels = axes[-1].get_legend_handles_labels()
+    axes[-1].legend(handles, labels, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=9,
+                    title="mean ± std over seeds" if _has_seeds(accuracy) else None, title_fontsize=9)
     return fig
+
+
+def _has_seeds(accuracy: Mapping[str, Mapping[str, Mapping[int, Union[float, Sequence[float]]]]]) -> bool:
+    """Whether any point of ``accuracy`` holds more than one value."""
+    return any(np.size(values) > 1 for by_variant in accuracy.values() for by_depth in by_variant.values()
+               for values in by_depth.values())
 
 
 def plot_singular_values(
@@ -434,17 +465,22 @@ def plot_schedules(schedules: Mapping[str, Sequence[float]], ax: Optional[Axes] 
     return ax
 
 
-def plot_step_curves(curves: Mapping[str, Sequence[float]], ax: Optional[Axes] = None, ylabel: str = "training loss",
-                     steps_per_epoch: Optional[int] = None, log: bool = False, smooth: int = 1) -> Axes:
-    """A per-step quantity (loss, gradient norm) for each named run, optionally a moving average over ``smooth``."""
+def plot_step_curves(curves: Mapping[str, Union[Sequence[float], Sequence[Sequence[float]]]], ax: Optional[Axes] = None,
+                     ylabel: str = "training loss", steps_per_epoch: Optional[int] = None, log: bool = False,
+                     smooth: int = 1) -> Axes:
+    """A per-step quantity (loss, gradient norm) for each named run, optionally a moving average over ``smooth``;
+    a name given several curves (one per seed) draws each in the run's colour."""
     if ax is None:
         ax = new_figure((6, 3.4)).add_subplot()
     for rank, (name, values) in enumerate(curves.items()):
-        y = np.asarray(values, dtype=float)
-        if smooth > 1 and y.size >= smooth:
-            y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
-        x = (np.arange(y.size) + (smooth - 1)) / (steps_per_epoch or 1)
-        ax.plot(x, y, color=f"C{rank}", label=name, linewidth=1)
+        several = len(values) > 0 and np.ndim(values[0]) == 1
+        for index, curve in enumerate(values if several else [values]):
+            y = np.asarray(curve, dtype=float)
+            if smooth > 1 and y.size >= smooth:
+                y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
+            x = (np.arange(y.size) + (smooth - 1)) / (steps_per_epoch or 1)
+            ax.plot(x, y, color=f"C{rank}", label=name if index == 0 else None, linewidth=1,
+                    alpha=0.8 if several else 1.0)
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("epoch" if steps_per_epoch else "step")

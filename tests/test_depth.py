@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from course_lib.checkpoints import load_model, save_model
-from course_lib.deeper_runs import DEEPER_DIR, REPEATS, RUNS, RUNS_BY_NAME
+from course_lib.deeper_runs import DEEPER_DIR, REPEATS, RUNS, RUNS_BY_NAME, SEEDS, load_over_seeds
 from course_lib.depth import (
     DeepMLP,
     init_weights,
@@ -23,6 +23,7 @@ from course_lib.depth import (
     stack_jacobians,
 )
 from course_lib.practice import early_stopping_epoch, schedule_values
+from course_lib.run_settings import run_settings
 from course_lib.training import evaluate, train_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -195,3 +196,15 @@ def test_shipped_weights_reproduce_their_test_accuracy(name, fashion):
     model = load_model(RUNS_BY_NAME[name].build(), DEEPER_DIR, name)
     results = json.loads((DEEPER_DIR / f"{name}.results.json").read_text())
     assert evaluate(model, fashion.test_images, fashion.test_labels) == pytest.approx(results["test_acc"], abs=1e-4)
+
+
+def test_load_over_seeds_gives_every_seed_its_own_first_and_only_its_own_in_quick_mode(fashion, tmp_path):
+    """Shipped runs load under every seed of SEEDS, the run's own seed first; quick mode trains only that one."""
+    never = lambda: pytest.fail("nothing should be trained")  # noqa: E731
+    runs = load_over_seeds(["clip_1", "depth10_tanh_orthogonal"], run_settings(env={}), never)
+    assert list(runs) == ["clip_1", "depth10_tanh_orthogonal"]
+    assert [r["seed"] for r in runs["clip_1"]] == list(SEEDS)
+    assert [r["model_name"] for r in runs["clip_1"]] == ["clip_1", "clip_1_seed43", "clip_1_seed44"]
+    quick = run_settings(env={"COURSE_QUICK": "1", "COURSE_CHECKPOINTS": str(tmp_path)})
+    trained = load_over_seeds(["clip_1"], quick, lambda: fashion)
+    assert [r["model_name"] for r in trained["clip_1"]] == ["clip_1"] and trained["clip_1"][0]["quick"]

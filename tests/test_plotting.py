@@ -209,3 +209,43 @@ def test_grader_kernels_draw_no_figure(monkeypatch, fashion_batch):
     assert pretty(placeholder) == "[figure not drawn while grading]"
     axes = plotting.new_figure().subplots(1, 5)
     assert plotting.plot_gradient_distribution(model, images[:64], labels[:64], axes=axes).axes  # given axes: drawn
+
+
+def test_training_curves_over_seeds_draw_the_mean_and_a_band():
+    """A list of results per name: the mean curve, a band of ± one std, the legend quoting mean ± std."""
+    seeds = [{"val_scores": [0.80, 0.84], "train_scores": [0.81, 0.9], "test_acc": 0.83},
+             {"val_scores": [0.82, 0.86], "train_scores": [0.83, 0.9], "test_acc": 0.85}]
+    ax = plotting.plot_training_curves({"Adam": seeds})
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [81.0, 85.0])
+    assert len(ax.collections) == 2  # validation and training bands
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(81.0 - np.std([80, 82], ddof=1))
+    assert "84.0 ± 1.4%" in ax.get_legend().get_texts()[0].get_text()
+    assert "mean ± std over seeds" in ax.get_title()
+    plt.close(ax.figure)
+
+
+def test_accuracy_by_depth_draws_mean_lines_with_bands_per_variant():
+    """One panel per activation; per variant the mean over seeds at each depth and a band around it."""
+    accuracy = {"relu": {"kaiming": {10: [0.82, 0.80, 0.81], 50: [0.3, 0.2, 0.25]},
+                         "xavier": {10: [0.8, 0.8, 0.8], 50: [0.1, 0.1, 0.1]}},
+                "tanh": {"kaiming": {10: 0.83, 50: 0.19}, "xavier": {10: 0.82, 50: 0.76}}}
+    fig = plotting.plot_accuracy_by_depth(accuracy)
+    relu, tanh = fig.axes[:2]
+    kaiming, xavier = relu.lines[:2]  # seaborn draws the data lines first, then empty legend handles
+    np.testing.assert_allclose(kaiming.get_ydata(), [81.0, 25.0])
+    np.testing.assert_allclose(xavier.get_ydata(), [80.0, 10.0])
+    assert len(relu.collections) >= 1  # the bands
+    assert [t.get_text() for t in tanh.get_legend().get_texts()] == ["kaiming", "xavier"]
+    assert tanh.get_legend().get_title().get_text() == "mean ± std over seeds"
+    assert relu.get_legend() is None
+    plt.close(fig)
+
+
+def test_step_curves_over_seeds_share_a_colour_and_one_label():
+    """Several curves for one name are drawn in one colour and labelled once."""
+    ax = plotting.plot_step_curves({"lr 0.16": [[2.3, 1.0], [2.3, float("nan")]], "lr 0.01": [2.3, 2.0]})
+    assert len(ax.lines) == 3
+    assert ax.lines[0].get_color() == ax.lines[1].get_color() != ax.lines[2].get_color()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["lr 0.16", "lr 0.01"]
+    plt.close(ax.figure)

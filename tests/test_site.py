@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import html as html_lib
+import json
 import math
 import os
 import re
@@ -311,6 +312,16 @@ def test_page_in_chromium(site: Path, server: SiteServer, browser, doc: str) -> 
             bad.append(f"{href} -> no element with id {fragment!r}")
     assert not bad, f"{doc}: broken internal links:\n" + "\n".join(bad)
 
+    # Icons: Font Awesome (cut to the site's icons, book/_ext/icon_subset.py) drew every one the page names
+    browser.execute_async_script(
+        "const done = arguments[arguments.length - 1]; const start = Date.now();"
+        "(function wait() { if (!document.querySelector('i[class*=\"fa-\"]') || Date.now() - start > 5000) done();"
+        " else setTimeout(wait, 100); })();")
+    undrawn = browser.execute_script(
+        "return Array.from(document.querySelectorAll('i[class*=\"fa-\"]')).map(i => i.className)")
+    assert not undrawn, f"{doc}: icons the trimmed Font Awesome script did not draw: {undrawn}"
+    record_page_weight(doc, browser)
+
     # Nothing the page asked for was missing (scripts, fonts, images), and no script error
     missing = list(server.failures)
     assert not missing, f"{doc}: requests the site could not serve: {missing}"
@@ -321,6 +332,35 @@ def test_page_in_chromium(site: Path, server: SiteServer, browser, doc: str) -> 
         ARTIFACTS.mkdir(exist_ok=True)
         browser.execute_script("window.scrollTo(0, 0)")
         browser.save_screenshot(str(ARTIFACTS / SCREENSHOT_PAGES[doc]))
+
+
+PAGE_WEIGHT = ARTIFACTS / "page_weight.json"
+PAGE_WEIGHT_LIMIT_MB = 4.5  # a page with its images, scripts, styles and fonts: 1.2-4.0 MB (3.9-4.8 before the icon cut)
+
+
+def record_page_weight(doc: str, browser) -> None:
+    """Add what the loaded page transferred (bytes per resource) to artifacts/page_weight.json; check the limit."""
+    loaded = browser.execute_script(
+        "const page = performance.getEntriesByType('navigation')[0];"
+        "return [[location.pathname, page.encodedBodySize]].concat(performance.getEntriesByType('resource')"
+        ".map(r => [new URL(r.name).pathname, r.encodedBodySize]));")
+    total = sum(size for _, size in loaded)
+    largest = sorted(loaded, key=lambda item: -item[1])[:5]
+    ARTIFACTS.mkdir(exist_ok=True)
+    report = json.loads(PAGE_WEIGHT.read_text()) if PAGE_WEIGHT.is_file() else {}
+    report[doc] = {"total_mb": round(total / 1e6, 3), "resources": len(loaded),
+                   "largest": [{"path": path, "kb": round(size / 1e3, 1)} for path, size in largest]}
+    PAGE_WEIGHT.write_text(json.dumps(report, indent=1, sort_keys=True))
+    print(f"{doc}: {total / 1e6:.2f} MB in {len(loaded)} requests; largest "
+          + ", ".join(f"{Path(path).name} {size / 1e3:.0f} kB" for path, size in largest[:3]))
+    assert total < PAGE_WEIGHT_LIMIT_MB * 1e6, f"{doc} weighs {total / 1e6:.2f} MB: {largest}"
+
+
+def test_font_awesome_script_holds_only_the_site_icons(site: Path) -> None:
+    """The theme's 1.5 MB icon script is cut to the icons the site names, and no stale source map is left."""
+    script = site / "_static" / "scripts" / "fontawesome.js"
+    assert script.stat().st_size < 150_000, f"fontawesome.js is {script.stat().st_size} bytes"
+    assert not script.with_name("fontawesome.js.map").exists()
 
 
 FIGURE_REPR = re.compile(r"(?:<|&lt;)\w*Figure size \d+x\d+ with \d+ Axes(?:>|&gt;)")

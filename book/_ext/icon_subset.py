@@ -72,6 +72,15 @@ def used_icon_names(files: Iterable[Path]) -> Set[str]:
     return names
 
 
+def theme_script(app: Sphinx, name: str) -> Optional[Path]:
+    """The theme's own ``static/scripts/NAME`` (the theme's or a parent theme's), if any."""
+    for directory in app.builder.theme.get_theme_dirs():
+        candidate = Path(directory) / "static" / "scripts" / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def subset_after_build(app: Sphinx, exception: Optional[Exception]) -> None:
     """Rewrite the built site's fontawesome.js to the icons its pages and scripts name."""
     script = Path(app.outdir) / "_static" / "scripts" / "fontawesome.js"
@@ -79,7 +88,9 @@ def subset_after_build(app: Sphinx, exception: Optional[Exception]) -> None:
         return
     outdir = Path(app.outdir)
     sources = [p for p in outdir.rglob("*.html")] + [p for p in outdir.glob("_static/**/*.js") if p != script]
-    text, kept, dropped = subset_icons(script.read_text(encoding="utf-8"), used_icon_names(sources))
+    # from the theme's own copy: an incremental build leaves the copy trimmed by the last build in place
+    original = theme_script(app, script.name) or script
+    text, kept, dropped = subset_icons(original.read_text(encoding="utf-8"), used_icon_names(sources))
     text = re.sub(r"\n//# sourceMappingURL=\S+\s*$", "\n", text)
     script.write_text(text, encoding="utf-8")
     script.with_name(script.name + ".map").unlink(missing_ok=True)

@@ -40,7 +40,7 @@ CLASS: dict[str, Optional[dict[str, str]]] = {
     "Pierre Laplace": {"backward_variance_ratio": "product transposed"},
 }
 SET_BY_HAND = ("Sofia Kovalevskaya", "var_init_tests", 2.0)  # a student's points raised by the instructor
-# The preview's example: as if the instructor had raised this property's weight in grading/judging/initializers.py.
+# The preview's example: as if the instructor had raised this property's weight in course_lib/checks/initializers.py.
 HEAVIER = ("var_init", "weight variance std^2 for the std given", 0.6)
 
 
@@ -61,7 +61,7 @@ def write_class(folder: Path) -> None:
 
 def raise_weight() -> None:
     """Judge with HEAVIER's weight from now on (in this process only; the checks on disk stay as they are)."""
-    from grading.judging import initializers
+    from course_lib.checks import initializers
 
     judge = initializers.judge
     exercise, name, weight = HEAVIER

@@ -360,7 +360,8 @@ def test_a_changed_weight_is_previewed_then_applied_without_running_a_notebook(o
     --apply puts the new points in the gradebook, the CSV and that student's page; no notebook runs."""
     from nbgrader.api import Gradebook
 
-    from grading.judging import optimizers, property_weights
+    from course_lib.checks import optimizers
+    from grading.judging import property_weights
 
     ws = tmp_path / "ws"
     shutil.copytree(opt_corpus["ws"], ws, symlinks=True)

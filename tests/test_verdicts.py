@@ -21,18 +21,18 @@ import nbformat
 import pytest
 import torch
 
-from grading.authoring.solutions import solution_namespace
-from grading.course import EXERCISES
-from grading.judging import ExerciseVerdict, judge, judge_exercise, make_challenge
-from grading.judging import optimizers as opt
-from grading.judging.initializers import random_architecture
-from grading.judging.stats import (
+from course_lib.checks import optimizers as opt
+from course_lib.checks.initializers import random_architecture
+from course_lib.checks.stats import (
     FALSE_ALARM_PER_BOUND,
     normal_within,
     second_moment_tolerance,
     uniform_within,
     within_one_sd_bounds,
 )
+from grading.authoring.solutions import solution_namespace
+from grading.course import EXERCISES
+from grading.judging import ExerciseVerdict, judge, judge_exercise, make_challenge
 from grading.sandbox import probe
 
 SEEDS = range(6)

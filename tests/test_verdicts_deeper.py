@@ -16,9 +16,10 @@ import pytest
 import torch
 from test_verdicts import _load, _save, failed, grade_in_process, grading_env
 
+from course_lib.checks import adamw, deeper
 from grading.authoring.solutions import solution_namespace
 from grading.course import EXERCISES
-from grading.judging import adamw, deeper, judge, make_challenge
+from grading.judging import judge, make_challenge
 from grading.sandbox import probe
 
 ORTHOGONAL, GAIN, DEFAULT_GAIN = deeper.ORTHOGONAL, deeper.GAIN, deeper.DEFAULT_GAIN

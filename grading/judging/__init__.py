@@ -42,10 +42,17 @@ from typing import Callable, Dict, Iterator, Mapping, Sequence
 
 import torch
 
+from course_lib.checks import deeper, derivation, initializers, optimizers
+from course_lib.checks.core import (
+    ExerciseVerdict,
+    PropertyVerdict,
+    ResultError,
+    Results,
+    failed_verdict,
+    load_results,
+    missing_note,
+)
 from grading.course import EXERCISES
-
-from . import deeper, derivation, initializers, optimizers
-from .core import ExerciseVerdict, PropertyVerdict, ResultError, failed_verdict, load_results, missing_note
 
 __all__ = ["make_challenge", "judge", "ExerciseVerdict", "PropertyVerdict", "KINDS", "property_weights",
            "touched_exercises", "TOUCHED_NOTE", "checks_version"]
@@ -89,8 +96,6 @@ def _expected(spec: dict) -> Callable:
 
 def property_weights(assignment: str, key: str, challenge: dict) -> Dict[str, float]:
     """name -> weight of an exercise's properties (from judging an empty result)."""
-    from .core import Results
-
     props, _ = KINDS[assignment][key].judge(key, challenge["exercises"][key], Results({}, {}, "no result"))
     return {p.name: p.weight for p in props}
 
@@ -139,9 +144,10 @@ def not_started_note(assignment: str, key: str) -> str:
 
 
 def checks_version() -> str:
-    """A short hash of the judging code: verdicts record the checks that produced them."""
+    """A short hash of the judging code (this module and course_lib.checks): verdicts record the checks that
+    produced them."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    for path in [Path(__file__)] + sorted(Path(initializers.__file__).parent.glob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 

@@ -1,6 +1,6 @@
 """AdamW (decoupled weight decay): the student's trajectories against torch's AdamW and its known variants.
 
-Judged like the optimizers of grading.judging.optimizers: the trajectories are matched against the
+Judged like the optimizers of course_lib.checks.optimizers: the trajectories are matched against the
 oracle (the functional form of torch.optim.AdamW) and against simulations of the known mistakes and
 their pairs; the variant that reproduces every run names the mistakes, and each property fails only
 for its own. Metamorphic properties (state per parameter, default arguments) compare the code with itself.

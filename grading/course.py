@@ -16,6 +16,8 @@ from typing import Mapping, Optional
 
 import yaml
 
+from course_lib.checks import EXERCISE_NAMES
+
 GRADING_DIR = Path(__file__).resolve().parent  # the grading package (its code is part of every fingerprint)
 REPO_ROOT = GRADING_DIR.parent
 CONFIG_FILE = REPO_ROOT / "_config.yml"
@@ -40,15 +42,10 @@ def _exercise(key: str, name: str) -> Exercise:
     return Exercise(key, name, key, f"{key}_tests")
 
 
-# Assignment -> its exercises, in notebook order.
+# Assignment -> its exercises, in notebook order (named in course_lib.checks.catalogue, which the self-check shares).
 EXERCISES: Mapping[str, tuple[Exercise, ...]] = {
-    "initialization": tuple(_exercise(k, k) for k in (
-        "var_init", "equal_var_init", "xavier_init", "backward_variance_ratio", "relu_variance_ratio",
-        "kaiming_init")),
-    "optimization": (_exercise("sgd", "SGD"), _exercise("sgd_momentum", "SGDMomentum"), _exercise("adam", "Adam")),
-    "deeper": (_exercise("orthogonal_init", "orthogonal_init"), _exercise("lsuv_init", "lsuv_init"),
-               _exercise("adamw", "AdamW"), _exercise("warmup_cosine_lr", "warmup_cosine_lr")),
-}
+    assignment: tuple(_exercise(key, name) for key, name in names.items())
+    for assignment, names in EXERCISE_NAMES.items()}
 ASSIGNMENTS: tuple[str, ...] = tuple(EXERCISES)
 
 

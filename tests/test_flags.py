@@ -288,6 +288,12 @@ ROUTES = [  # (exercise, answer cell, the flag it must raise)
     ("sgd_momentum", "from course_lib import explorer\nclass SGDMomentum(OptimizerTemplate):\n"
                      "    def update_param(self, p):\n        explorer.optimizer_factories()",
      delegation_label("course_lib.explorer")),
+    ("adam", "from course_lib.checks import optimizers as engine\nclass Adam(OptimizerTemplate):\n"
+             "    def update_param(self, p):\n        engine.simulate('adam', None, frozenset())",
+     delegation_label("course_lib.checks")),
+    ("backward_variance_ratio", "import course_lib.checks.derivation as d\ndef backward_variance_ratio(w, g):\n"
+                                "    return float(d._backward_product(w, g).var() / g.var())",
+     delegation_label("course_lib.checks")),
     ("xavier_init", "from torch import nn\ndef xavier_init(model):\n    for name, p in model.named_parameters():\n"
                     "        nn.init.xavier_uniform_(p) if 'weight' in name else p.data.zero_()",
      delegation_label("torch.nn.init.xavier_uniform_")),

@@ -84,6 +84,44 @@ def test_only_the_probe_reaches_the_graders_files(tmp_path: Path):
     assert sum(r["event"] == "open" and r["path"] == [str(io / "challenge.json")] for r in refused) == 3
 
 
+PATCHED_RUNNER = textwrap.dedent('''
+    import json, os
+    import torch
+    from course_lib.checks import runner
+    from grading.sandbox import probe
+    from grading.sandbox.kernel_bootstrap import guard_grading_files
+
+    challenge, results = os.environ[probe.CHALLENGE_ENV], os.environ[probe.RESULTS_ENV]
+    guard_grading_files(probe, challenge, results)
+    ratio = lambda first, second: float(second.var() / first.var())
+    forged = lambda function, run, guard: {"value": torch.tensor(0.5, dtype=torch.float64)}
+    patches = {"a runner": ("RUNNERS", {**runner.RUNNERS, "ratio": forged}),
+               "a runner function": ("run_ratio", forged),
+               "the decoder": ("decode_tensor", lambda d: torch.ones(d["shape"], dtype=torch.float64)),
+               "the metadata": ("run_metadata", lambda exercise, errors, oracles=(): {"exercise": exercise})}
+    wrote = {}
+    for label, (name, value) in patches.items():
+        original = getattr(runner, name)
+        setattr(runner, name, value)
+        probe.record("relu_variance_ratio", ratio)
+        setattr(runner, name, original)
+        target = os.path.join(results, "relu_variance_ratio.safetensors")
+        wrote[label] = os.path.exists(target)
+    probe.record("relu_variance_ratio", ratio)  # all restored: the probe records again
+    wrote["restored"] = os.path.exists(os.path.join(results, "relu_variance_ratio.safetensors"))
+    print(json.dumps(wrote))
+''')
+
+
+def test_a_patched_runner_makes_the_probe_record_nothing(tmp_path: Path):
+    """The probe runs exercises through course_lib.checks.runner (shared with the self-check): replacing any of its
+    functions or its table of runners in the kernel stops the probe from reading the challenge, so nothing forged
+    is recorded; restored, it records again."""
+    wrote = _run_probed(PATCHED_RUNNER, tmp_path / "io", make_challenge("initialization", 4))
+    assert wrote == {"a runner": False, "a runner function": False, "the decoder": False, "the metadata": False,
+                     "restored": True}
+
+
 TRIPWIRES = textwrap.dedent('''
     import json, os, sys
     import torch
@@ -211,3 +249,33 @@ def test_initializer_tripwires_refuse_torch_and_the_course_library(tmp_path: Pat
     assert seen["torch ready"] == {"oracles": ["torch.nn.init.xavier_normal_"],
                                    "errors": [f"OracleRefused: {refusal('torch.nn.init.xavier_normal_')}"]}
     assert seen["forged caller"] == seen["torch ready"]  # a forged name and file name do not pass as torch's
+
+
+ENGINE_TRIPWIRES = textwrap.dedent('''
+    import json, os
+    import torch
+    from grading.sandbox import probe
+    wired = probe.arm_tripwires()
+    from course_lib.checks import derivation
+
+    def from_the_engine(weight, grad_output):  # the grader's own reference for the product
+        return float(derivation._backward_product(weight, grad_output).var() / grad_output.var())
+
+    probe.record("backward_variance_ratio", from_the_engine)
+    with open(os.path.join(os.environ[probe.RESULTS_ENV], "backward_variance_ratio.safetensors"), "rb") as f:
+        header = f.read(8)
+        meta = json.loads(f.read(int.from_bytes(header, "little")))["__metadata__"]
+    print(json.dumps({"wired": wired, "oracles": json.loads(meta["oracles"]),
+                      "errors": sorted(set(json.loads(meta["errors"]).values()))}))
+''')
+
+
+def test_the_property_engines_references_are_refused_while_probed(tmp_path: Path):
+    """course_lib.checks ships with the student package (for the self-check): its references and simulated
+    mistakes are wired like torch.optim, so an answer that calls them computes nothing while graded."""
+    seen = _run_probed(ENGINE_TRIPWIRES, tmp_path / "io", make_challenge("initialization", 6))
+    assert {"course_lib.checks.optimizers.simulate", "course_lib.checks.optimizers.oracle",
+            "course_lib.checks.adamw.simulate", "course_lib.checks.deeper.schedule_value",
+            "course_lib.checks.derivation._variants"} <= set(seen["wired"])
+    name = "course_lib.checks.derivation._backward_product"
+    assert seen["oracles"] == [name] and seen["errors"] == [f"OracleRefused: {refusal(name)}"]

@@ -137,7 +137,13 @@ def _parse_safetensors(data: bytes) -> Tuple[Dict[str, torch.Tensor], Dict[str, 
 
 def load_results(path: Path, exercise: str, expected: Dict[str, Tuple[Tuple[int, ...], torch.dtype]]) -> Results:
     """Load and validate an exercise's result file against the names, shapes and dtypes it must have."""
-    tensors, metadata = _parse_safetensors(_read_capped(path))
+    return validated_results(*_parse_safetensors(_read_capped(path)), exercise, expected)
+
+
+def validated_results(tensors: Dict[str, torch.Tensor], metadata: Dict[str, str], exercise: str,
+                      expected: Dict[str, Tuple[Tuple[int, ...], torch.dtype]]) -> Results:
+    """What a run of an exercise recorded (tensors and the probe's metadata), checked against the names, shapes
+    and dtypes it must have; ResultError with the note for the student if it is unusable."""
     if metadata.get("exercise") != exercise:
         raise ResultError("the results recorded for this exercise belong to another exercise; run the notebook "
                           "from the top without changing the grading code")

@@ -23,10 +23,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from grading.sandbox.probe import decode_tensor, encode_tensor
-
 from .core import PropertyVerdict, Results, make_verdict
 from .initializers import UNTOUCHED_BIAS, LayerNames, network_run, recorded_layers, untouched_message
+from .runner import decode_tensor, encode_tensor
 from .stats import FALSE_ALARM_PER_BOUND
 
 ORTHO_TOL = 1e-4  # max |G / c^2 - I| of a float32 orthogonal matrix (rounding is about 1e-6)

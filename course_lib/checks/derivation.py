@@ -12,9 +12,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from grading.sandbox.probe import decode_tensor, encode_tensor
-
 from .core import PropertyVerdict, Results, make_verdict
+from .runner import decode_tensor, encode_tensor
 
 RTOL = 1e-4  # relative; float32 sums of a few thousand entries are far more accurate than this
 

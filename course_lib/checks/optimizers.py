@@ -19,9 +19,8 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import torch
 
-from grading.sandbox.probe import decode_tensor, encode_tensor
-
 from .core import PropertyVerdict, Results, make_verdict
+from .runner import decode_tensor, encode_tensor
 
 RTOL, ATOL = 1e-5, 1e-12  # relative to the distance the expected parameter travelled so far
 

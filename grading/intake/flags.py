@@ -38,8 +38,9 @@ from grading.course import EXERCISES, is_locked, is_solution
 DELEGATION_TEMPLATE = "delegates to {} (not allowed; see the instructor docs)"
 DELEGATED_INITIALIZERS = ("xavier_", "kaiming_", "orthogonal")  # torch.nn.init's named initializers
 DELEGATED_KERNELS = ("_fused_adam", "_fused_sgd", "_fused_adagrad")  # torch's fused optimizer steps
-# course_lib modules that hand out optimizers or initialize whole networks
-DELEGATED_COURSE_MODULES = ("depth", "explorer", "practice", "deeper_runs")
+# course_lib modules that hand out optimizers or initialize whole networks, and the property engine (its
+# references and simulated mistakes compute the exercises)
+DELEGATED_COURSE_MODULES = ("depth", "explorer", "practice", "deeper_runs", "checks")
 
 
 def delegation_label(name: str) -> Optional[str]:

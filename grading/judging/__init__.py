@@ -38,35 +38,25 @@ import hashlib
 import os
 import random
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Mapping, Sequence
+from typing import Dict, Iterator, Mapping, Sequence
 
 import torch
 
-from course_lib.checks import deeper, derivation, initializers, optimizers
+from course_lib.checks import catalogue, initializers
+from course_lib.checks.catalogue import KINDS, expected_tensors, verdict_on
 from course_lib.checks.core import (
     ExerciseVerdict,
     PropertyVerdict,
     ResultError,
-    Results,
     failed_verdict,
     load_results,
     missing_note,
 )
-from grading.course import EXERCISES
 
 __all__ = ["make_challenge", "judge", "ExerciseVerdict", "PropertyVerdict", "KINDS", "property_weights",
            "touched_exercises", "TOUCHED_NOTE", "checks_version"]
 
 CHALLENGE_FORMAT = 1
-# Exercise key -> the module that draws its inputs and judges it, per assignment, in notebook order.
-KINDS: Dict[str, Dict[str, object]] = {
-    "initialization": {"var_init": initializers, "equal_var_init": initializers, "xavier_init": initializers,
-                       "backward_variance_ratio": derivation, "relu_variance_ratio": derivation,
-                       "kaiming_init": initializers},
-    "optimization": {"sgd": optimizers, "sgd_momentum": optimizers, "adam": optimizers},
-    "deeper": {"orthogonal_init": deeper, "lsuv_init": deeper, "adamw": deeper, "warmup_cosine_lr": deeper},
-}
-
 
 def make_challenge(assignment: str, seed: int) -> dict:
     """The grader's inputs for every exercise of ``assignment`` (JSON-able; a function of ``seed`` only)."""
@@ -88,16 +78,9 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _expected(spec: dict) -> Callable:
-    kind = spec["kind"]
-    return {"initializer": initializers, "optimizer": optimizers, "ratio": derivation,
-            "schedule": deeper}[kind].expected_tensors
-
-
 def property_weights(assignment: str, key: str, challenge: dict) -> Dict[str, float]:
     """name -> weight of an exercise's properties (from judging an empty result)."""
-    props, _ = KINDS[assignment][key].judge(key, challenge["exercises"][key], Results({}, {}, "no result"))
-    return {p.name: p.weight for p in props}
+    return catalogue.property_weights(assignment, key, challenge["exercises"][key])
 
 
 def judge_exercise(assignment: str, key: str, challenge: dict, results_dir: Path) -> ExerciseVerdict:
@@ -118,29 +101,17 @@ def judge_exercise(assignment: str, key: str, challenge: dict, results_dir: Path
 
 def _judge_exercise(assignment: str, key: str, challenge: dict, results_dir: Path) -> ExerciseVerdict:
     spec = challenge["exercises"][key]
-    module = KINDS[assignment][key]
     path = Path(results_dir) / f"{key}.safetensors"
     try:
-        results = load_results(path, key, _expected(spec)(spec))
+        results = load_results(path, key, expected_tensors(spec))
     except ResultError as error:
         note = missing_note(Path(results_dir), key) if str(error) == "missing" else str(error)
         return failed_verdict(key, property_weights(assignment, key, challenge), note)
-    if not results.tensors:
-        note = (not_started_note(assignment, key) if results.error.split(":", 1)[0].strip() == "NotImplementedError"
-                else f"your code raised {results.error}" if results.error else "your code produced no result")
-        verdict = failed_verdict(key, property_weights(assignment, key, challenge), note)
-    else:
-        verdict = module.verdict(key, spec, results)
+    verdict = verdict_on(assignment, key, spec, results)
     if results.oracles:  # refused in the kernel (the runs that reached them computed nothing) and flagged
         verdict.review = verdict.review or (f"{key} called {', '.join(results.oracles[:3])} while the grader ran it "
                                             "(delegation, seen at run time)")
     return verdict
-
-
-def not_started_note(assignment: str, key: str) -> str:
-    """The one line for an exercise whose code still raises the release's NotImplementedError."""
-    name = next((e.name for e in EXERCISES.get(assignment, ()) if e.key == key), key)
-    return f"not implemented yet: fill in `{name}` above"
 
 
 def checks_version() -> str:

@@ -131,7 +131,7 @@ GUARDED_EVENTS = {"open": (0,), "os.rename": (0, 1), "os.remove": (0,), "os.rmdi
                   "os.setxattr": (0,), "os.removexattr": (0,), "shutil.copyfile": (0, 1), "shutil.copytree": (0, 1),
                   "shutil.rmtree": (0,), "shutil.move": (0, 1), "glob.glob": (0,), "glob.glob/2": (0,)}
 PROBE_NAMES = ("record", "_write", "_run_all", "PROBES", "decode_tensor", "INTERRUPTED", "ORACLES_SEEN", "_WATCHING",
-               "_student_code", "_tripwire")
+               "_student_code", "_tripwire", "runner")
 
 
 def guard_grading_files(probe: types.ModuleType, challenge: str, results: str) -> Callable[[str, tuple], None]:
@@ -145,7 +145,10 @@ def guard_grading_files(probe: types.ModuleType, challenge: str, results: str) -
     io_name = os.path.basename(roots[2])
     record_code, write_code = probe.record.__code__, probe._write.__code__
     originals = {name: getattr(probe, name) for name in PROBE_NAMES}
-    codes = {name: value.__code__ for name, value in originals.items() if isinstance(value, types.FunctionType)}
+    runner = probe.runner  # course_lib.checks.runner: how the probe runs each kind of exercise
+    runner_originals = {name: getattr(runner, name) for name in runner.RUNNER_NAMES}
+    codes = {(home, name): value.__code__ for home, values in (("probe", originals), ("runner", runner_originals))
+             for name, value in values.items() if isinstance(value, types.FunctionType)}
     kinds = dict(probe.PROBES)
     log = os.open(os.path.join(results, GUARD_LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
@@ -162,8 +165,10 @@ def guard_grading_files(probe: types.ModuleType, challenge: str, results: str) -
         return any(r == root or r.startswith(root + os.sep) for r in resolved for root in roots)
 
     def probe_intact() -> bool:
+        homes = {"probe": originals, "runner": runner_originals}
         return (all(probe.__dict__.get(name) is value for name, value in originals.items())
-                and all(originals[name].__code__ is code for name, code in codes.items())
+                and all(runner.__dict__.get(name) is value for name, value in runner_originals.items())
+                and all(homes[home][name].__code__ is code for (home, name), code in codes.items())
                 and dict(probe.PROBES) == kinds and probe._WATCHING == [0])  # tripwires as armed, not muted
 
     def hook(event: str, args: tuple) -> None:

@@ -7,56 +7,25 @@ the outputs to ``$COURSE_GRADING_RESULTS/<exercise>.safetensors``. It holds no s
 verdict: the grader compares the recorded numbers with PyTorch outside the sandbox. It never raises and
 prints nothing; whatever the student's code prints or warns while probed is discarded.
 
-Challenge tensors are JSON objects ``{"dtype": "float64", "shape": [2, 3], "b64": <little-endian bytes>}``.
+How each kind of exercise is run lives in ``course_lib.checks.runner``, which the notebooks' self-check
+shares; the probe adds the challenge, the results file and the tripwires.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
 import json
 import os
-import random
 import sys
-import warnings
 from typing import Any, Callable, Dict, Iterator, Tuple
 
 import torch
 
+from course_lib.checks import runner
+from course_lib.checks.runner import INTERRUPTED, RUNNERS, decode_tensor, encode_tensor, error_text
+
 CHALLENGE_ENV, RESULTS_ENV = "COURSE_GRADING_CHALLENGE", "COURSE_GRADING_RESULTS"
-MAX_ERROR_CHARS = 300
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def encode_tensor(t: torch.Tensor) -> Dict[str, Any]:
-    """A float32/float64 tensor as a JSON-able dict (exact: raw little-endian bytes in base64)."""
-    name = {v: k for k, v in _DTYPES.items()}[t.dtype]
-    data = t.detach().cpu().contiguous().numpy().astype(f"<f{t.element_size()}").tobytes()
-    return {"dtype": name, "shape": list(t.shape), "b64": base64.b64encode(data).decode("ascii")}
-
-
-def decode_tensor(d: Dict[str, Any]) -> torch.Tensor:
-    """The tensor that ``encode_tensor`` encoded (a fresh, writable copy)."""
-    raw = bytearray(base64.b64decode(d["b64"]))
-    flat = torch.frombuffer(raw, dtype=_DTYPES[d["dtype"]]) if raw else torch.zeros(0, dtype=_DTYPES[d["dtype"]])
-    return flat.reshape(d["shape"]).clone()
-
-
-def error_text(error: BaseException) -> str:
-    """``Type: message`` of an exception, capped."""
-    text = f"{type(error).__name__}: {error}"
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
-
-
-class _Discard:
-    """A write-only stream that drops everything (the student's prints while probed)."""
-
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass
 
 
 # --- Tripwires: ready implementations of the exercises, refused while the student's code runs -----------------
@@ -159,113 +128,23 @@ def arm_tripwires() -> list[str]:
 
 # the course library's ready implementations (its optimizer helpers also reach torch.optim's wired classes)
 COURSE_ORACLES = {"course_lib.depth": ("orthogonal_", "lsuv_", "init_weights"),
-                  "course_lib.practice": ("make_optimizer", "make_scheduler", "scheduler_factory", "schedule_values")}
+                  "course_lib.practice": ("make_optimizer", "make_scheduler", "scheduler_factory", "schedule_values"),
+                  # the property engine's references and simulated mistakes (a correct answer among them)
+                  "course_lib.checks.optimizers": ("oracle", "simulate"),
+                  "course_lib.checks.adamw": ("oracle", "simulate"),
+                  "course_lib.checks.derivation": ("_variants", "_ratio", "_backward_product", "_relu_layer"),
+                  "course_lib.checks.deeper": ("schedule_value", "expected_schedule", "_mistake")}
 OPTIMIZER_MODULES = ("sgd", "adam", "adamw", "adamax", "nadam", "radam", "rmsprop", "adagrad", "adadelta", "asgd",
                      "rprop", "lbfgs", "sparse_adam", "_functional")
 FUSED_KERNELS = ("_fused_adam_", "_fused_adamw_", "_fused_sgd_", "_fused_adagrad_")
 
 
-# --- Initializers: a fresh network per run, filled with 3.0 / 0.5 so an untouched layer shows ----------------
-
-
-def probe_initializer(init: Callable, run: Dict[str, Any]) -> Dict[str, torch.Tensor]:
-    """Initialize a BaseNetwork of the run's architecture with ``init``; return its parameters (float32).
-
-    A run with a ``batch`` (data-dependent initializers such as LSUV) calls ``init(model, batch, **kwargs)``.
-    """
-    from course_lib.models import BaseNetwork
-
-    model = BaseNetwork(run["act_fn"], input_size=run["input_size"], hidden_sizes=tuple(run["hidden_sizes"]),
-                        num_classes=run["num_classes"])
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            param.fill_(0.5 if name.endswith("bias") else 3.0)
-    batch = (decode_tensor(run["batch"]),) if "batch" in run else ()
-    with _student_code():
-        init(model, *batch, **run["kwargs"])
-    params = dict(model.named_parameters())
-    return {name: params[name].detach().to("cpu", torch.float32).clone() for name in run["parameters"]}
-
-
-# --- Optimizers: float64 parameters, the grader's gradients, the trajectory after every step ------------------
-
-
-def probe_optimizer(optimizer_class: type, run: Dict[str, Any]) -> Dict[str, torch.Tensor]:
-    """Run the student's optimizer for the run's steps; return each parameter's trajectory [steps, *shape]."""
-    specs = run["params"]
-    params = [torch.nn.Parameter(decode_tensor(s["init"]).to(torch.float64)) for s in specs]
-    grads = [decode_tensor(s["grads"]).to(torch.float64) if s.get("start") else None for s in specs]
-    with _student_code():
-        optimizer = optimizer_class(params, **run["kwargs"])
-    steps = run["steps"]
-    trajectory = [torch.empty((steps, *p.shape), dtype=torch.float64) for p in params]
-    for step in range(1, steps + 1):
-        with _student_code():
-            optimizer.zero_grad()
-        for p, spec, g in zip(params, specs, grads):
-            if spec.get("start") and step >= spec["start"]:
-                p.grad = g[step - 1].clone()
-        with _student_code():
-            optimizer.step()
-        for k, p in enumerate(params):
-            trajectory[k][step - 1] = p.detach().to("cpu", torch.float64).reshape(p.shape)
-    return {str(k): t for k, t in enumerate(trajectory)}
-
-
-# --- Derivation functions: one number per run -------------------------------------------------------------
-
-
-def probe_ratio(function: Callable, run: Dict[str, Any]) -> Dict[str, torch.Tensor]:
-    """Call ``function(first, second)`` on the run's two tensors; return the number (float64)."""
-    with _student_code():
-        value = float(function(decode_tensor(run["first"]), decode_tensor(run["second"])))
-    return {"value": torch.tensor(value, dtype=torch.float64)}
-
-
-# --- Schedules: the learning rate at every step of one schedule ---------------------------------------------
-
-
-def probe_schedule(function: Callable, run: Dict[str, Any]) -> Dict[str, torch.Tensor]:
-    """Call ``function(step, total_steps, warmup_steps, base_lr[, min_lr=...])`` at every step; the values."""
-    args = (int(run["total_steps"]), int(run["warmup_steps"]), float(run["base_lr"]))
-    kwargs = {"min_lr": float(run["min_lr"])} if "min_lr" in run else {}
-    with _student_code():
-        values = [float(function(int(step), *args, **kwargs)) for step in run["steps"]]
-    return {"value": torch.tensor(values, dtype=torch.float64)}
-
-
-PROBES: Dict[str, Callable[[Any, Dict[str, Any]], Dict[str, torch.Tensor]]] = {
-    "initializer": probe_initializer,
-    "optimizer": probe_optimizer,
-    "ratio": probe_ratio,
-    "schedule": probe_schedule,
-}
+PROBES = RUNNERS  # the runner of each kind of exercise (course_lib.checks.runner, shared with the self-check)
 
 
 def _run_all(obj: Any, spec: Dict[str, Any], seed: int) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
-    """Every run of one exercise, each on its own: (tensors named run/name, {run: error})."""
-    tensors: Dict[str, torch.Tensor] = {}
-    errors: Dict[str, str] = {}
-    probe = PROBES[spec["kind"]]
-    for index, (run_name, run) in enumerate(spec["runs"].items()):
-        python_state = random.getstate()
-        try:
-            with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(_Discard()), \
-                    contextlib.redirect_stderr(_Discard()), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.manual_seed(seed + index)
-                random.seed(seed + index)
-                out = probe(obj, run)
-            for name, t in out.items():
-                tensors[f"{run_name}/{name}"] = t.detach().cpu().contiguous().clone()
-        except KeyboardInterrupt:  # the cell's time limit: keep what the finished runs recorded
-            errors[run_name] = INTERRUPTED
-            break
-        except BaseException as error:  # noqa: B036 - the student's code may raise anything, even SystemExit
-            errors[run_name] = error_text(error)
-        finally:
-            random.setstate(python_state)
-    return tensors, errors
+    """Every run of one exercise on the student's code, marked as the student's code for the tripwires."""
+    return runner.run_exercise(obj, spec, seed, guard=_student_code)
 
 
 def _write(path: str, tensors: Dict[str, torch.Tensor], metadata: Dict[str, str]) -> None:
@@ -275,9 +154,6 @@ def _write(path: str, tensors: Dict[str, torch.Tensor], metadata: Dict[str, str]
     tmp = f"{path}.{os.getpid()}.tmp"
     save_file(tensors, tmp, metadata=metadata)
     os.replace(tmp, path)
-
-
-INTERRUPTED = "KeyboardInterrupt: stopped (time limit?)"
 
 
 def record(exercise: str, obj: Any) -> None:
@@ -304,10 +180,7 @@ def record(exercise: str, obj: Any) -> None:
             torch.set_num_threads(1)  # small tensors: more threads only contend
             ORACLES_SEEN.clear()
             tensors, errors = _run_all(obj, spec, int(challenge.get("seed", 0)) % 2**31)
-            metadata = {"exercise": exercise, "status": "error" if errors else "ok",
-                        "errors": json.dumps(errors), "oracles": json.dumps(sorted(ORACLES_SEEN))}
-            if errors:
-                metadata["error"] = next(iter(errors.values()))
+            metadata = runner.run_metadata(exercise, errors, ORACLES_SEEN)
         except BaseException as error:  # noqa: B036
             tensors, metadata = {}, {"exercise": exercise, "status": "error", "error": error_text(error)}
             interrupted = isinstance(error, KeyboardInterrupt)

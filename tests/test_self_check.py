@@ -1,0 +1,102 @@
+"""The notebooks' self-check (course_lib.self_check) and the grader judge alike: same properties, same messages.
+
+Agreement on the same inputs: every known mistake, correct variant and do-nothing submission of
+tests/test_verdicts*.py, run once through the grader's probe (a result file, judged by grading.judging) and
+once through the self-check (in this process), gives the same pass/fail per property and the same messages.
+On the self-check's own fresh inputs, each mistake fails exactly its listed properties.
+"""
+
+from __future__ import annotations
+
+import pytest
+import test_verdicts as v1
+import test_verdicts_deeper as v3
+
+from course_lib.checks import EXERCISE_NAMES
+from course_lib.self_check import SelfCheckFailed, check_on, self_check
+from grading.authoring.solutions import solution_namespace
+from grading.judging import make_challenge
+
+ASSIGNMENT = {key: assignment for assignment, names in EXERCISE_NAMES.items() for key in names}
+NAME = {key: name for names in EXERCISE_NAMES.values() for key, name in names.items()}
+# (exercise, label, source, the properties it must fail or None where not listed)
+CASES = ([(e, m, src, expected) for e, table in v1.MISTAKES.items() for m, (src, expected) in table.items()]
+         + [(e, m, src, expected) for e, table in v3.MISTAKES.items() for m, (src, expected) in table.items()]
+         + [(e, "correct variant", src, set()) for e, src in v1.CORRECT_VARIANTS.items()]
+         + [(e, "does nothing", src, None) for e, src in v1.TRIVIAL.items()]
+         + [(key, "reference solution", "", set()) for key in ASSIGNMENT])
+
+
+def implementation(exercise: str, source: str):
+    """The student's object for ``exercise``: the reference solutions with ``source`` executed over them."""
+    namespace = solution_namespace(ASSIGNMENT[exercise])
+    exec(source, namespace)
+    return namespace[NAME[exercise]]
+
+
+def outcome(verdict) -> list:
+    """What a student sees of a verdict: each property's name, pass/fail and message, and the fraction."""
+    return [(p.name, p.passed, p.message) for p in verdict.properties] + [verdict.fraction]
+
+
+@pytest.mark.parametrize("exercise, label, source, expected", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_self_check_and_grader_agree_on_the_same_inputs(tmp_path, exercise, label, source, expected):
+    """Through the probe and a result file, or in-process: the same verdict, property by property."""
+    assignment, seed = ASSIGNMENT[exercise], 5
+    graded = v1.grade_in_process(tmp_path, assignment, seed, [source], only=exercise)[exercise]
+    challenge = make_challenge(assignment, seed)
+    checked = check_on(assignment, exercise, implementation(exercise, source), challenge["exercises"][exercise],
+                       challenge["seed"])
+    assert outcome(checked) == outcome(graded)
+    if expected is not None:
+        assert {p.name for p in checked.properties if not p.passed} == expected
+
+
+@pytest.mark.parametrize("exercise, label, source, expected", [c for c in CASES if c[3] is not None],
+                         ids=[f"{c[0]}-{c[1]}" for c in CASES if c[3] is not None])
+def test_on_its_own_inputs_each_mistake_fails_its_properties(exercise, label, source, expected, capsys):
+    """self_check draws its own inputs (here two fixed seeds): the listed properties fail, the others hold, and
+    the printed table says so, with a message under each failure."""
+    for seed in (101, 202):
+        if expected:
+            with pytest.raises(SelfCheckFailed, match=f"{len(expected)} of"):
+                self_check(implementation(exercise, source), seed=seed)
+        verdict = self_check(implementation(exercise, source), seed=seed, raise_on_failure=False)
+        failed = {p.name for p in verdict.properties if not p.passed}
+        assert failed == expected, (seed, [(p.name, p.passed, p.message) for p in verdict.properties])
+        table = capsys.readouterr().out.split(f"{NAME[exercise]}: ")[-1]  # the last of the two tables
+        assert f"seed {seed}" in table and table.count("FAIL") == len(expected)
+        assert ("All properties hold" in table) == (not expected)
+        for prop in verdict.properties:
+            assert prop.passed or prop.message in table
+
+
+def test_an_exercise_not_started_prints_one_line(capsys):
+    """The release's `raise NotImplementedError()`: one line naming what to fill in, no table, no traceback."""
+    def xavier_init(model):
+        raise NotImplementedError()
+
+    verdict = self_check(xavier_init, seed=3)
+    assert capsys.readouterr().out.strip() == "xavier_init: not implemented yet: fill in `xavier_init` above"
+    assert verdict.fraction == 0
+
+
+def test_the_exercise_is_found_by_name_or_given(capsys):
+    """A class or function is looked up by its name; another name needs ``exercise=``; an unknown one is refused
+    with the list of exercises."""
+    def my_ratio(weight, grad_output):
+        return float(((grad_output @ weight).var()) / grad_output.var())
+
+    assert self_check(my_ratio, exercise="backward_variance_ratio", seed=1).fraction == 1.0
+    assert self_check(lambda w, g: 1.0, exercise="backward_variance_ratio", seed=1,
+                      raise_on_failure=False).fraction < 1
+    with pytest.raises(ValueError, match="SGDMomentum"):
+        self_check(my_ratio, seed=1)
+
+
+def test_the_self_check_does_nothing_in_the_graders_kernel(monkeypatch, capsys):
+    """NBGRADER_EXECUTION set (the grader's kernels): no run, one line."""
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    ran = []
+    assert self_check(lambda model: ran.append(model), exercise="var_init") is None
+    assert ran == [] and "skipped while grading" in capsys.readouterr().out

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import torch
 
@@ -64,23 +64,29 @@ class SelfCheckFailed(AssertionError):
     """Some property of the exercise does not hold (the table printed above says which and why)."""
 
 
-def self_check(implementation: Any, exercise: Optional[str] = None, seed: Optional[int] = None,
-               raise_on_failure: bool = True) -> Optional[ExerciseVerdict]:
-    """Judge ``implementation`` (your function or class) by the grader's properties on fresh inputs, print the
-    table and return the verdict; raise SelfCheckFailed after the table if a property fails (an exercise not
-    started prints its one line and raises nothing). ``exercise`` defaults to the implementation's name;
-    ``seed`` repeats a draw. Does nothing in the grader's kernel."""
-    if os.environ.get("NBGRADER_EXECUTION"):
-        print("self-check skipped while grading (the hidden tests record your results)")
-        return None
+def fresh_verdict(implementation: Any, exercise: Optional[str] = None, seed: Optional[int] = None,
+                  ) -> Tuple[ExerciseVerdict, str, int]:
+    """(verdict, exercise name, seed): ``implementation`` judged by the grader's properties on inputs drawn with
+    ``seed`` (a fresh one if None). ``exercise`` defaults to the implementation's name."""
     name = exercise or getattr(implementation, "__name__", "")
     assignment, key = find_exercise(name)
     seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
     spec = KINDS[assignment][key].challenge(key, random.Random(seed))
-    verdict = check_on(assignment, key, implementation, spec, seed)
+    return check_on(assignment, key, implementation, spec, seed), name, seed
+
+
+def self_check(implementation: Any, exercise: Optional[str] = None, seed: Optional[int] = None,
+               raise_on_failure: bool = True) -> None:
+    """Judge ``implementation`` (your function or class) by the grader's properties on fresh inputs and print
+    the table; raise SelfCheckFailed after it if a property fails (an exercise not started prints its one line
+    and raises nothing). ``exercise`` defaults to the implementation's name; ``seed`` repeats a draw. Does
+    nothing in the grader's kernel."""
+    if os.environ.get("NBGRADER_EXECUTION"):
+        print("self-check skipped while grading (the hidden tests record your results)")
+        return
+    verdict, name, seed = fresh_verdict(implementation, exercise, seed)
     print(report(verdict, name, seed))
     failing = sum(not p.passed for p in verdict.properties)
     if raise_on_failure and failing and not verdict.note.startswith("not implemented yet"):
         raise SelfCheckFailed(f"{name}: {failing} of {len(verdict.properties)} properties do not hold "
                               f"(the table above says which, and what to change)")
-    return verdict

@@ -148,7 +148,9 @@ def test_test_cells_probe_first(assignment):
         assert lines[1] == HIDDEN_BEGIN and lines[3] == HIDDEN_END, lines[:4]
         assert hidden_lines(tests[exercise.test_cell].source) == [
             f'from grading.sandbox.probe import record; record("{exercise.key}", {exercise.name})']
-        assert any("assert" in line for line in lines[4:]), "visible tests follow the probe"
+        assert lines[4:] == ["from course_lib.self_check import self_check", "",
+                             f"self_check({exercise.name})  # a table of the properties; an error after it if one "
+                             "does not hold"], "the visible test is the self-check"
 
 
 def visible_tests(assignment: str) -> dict:
@@ -184,18 +186,19 @@ def test_visible_tests_pass_for_the_solutions(assignment):
 
 
 @pytest.mark.parametrize("exercise", [e.key for exercises in EXERCISES.values() for e in exercises])
-def test_visible_tests_catch_a_typical_mistake(exercise):
-    """For each exercise, the visible tests already fail for at least one of its common mistakes."""
+def test_visible_tests_catch_every_typical_mistake(exercise, capsys):
+    """The visible test (the self-check, on fresh inputs) stops with SelfCheckFailed for every common mistake of
+    its exercise, after a table naming the properties that mistake fails."""
+    from course_lib.self_check import SelfCheckFailed
+
     assignment = next(a for a, es in EXERCISES.items() if exercise in {e.key for e in es})
-    caught = []
-    for mistake, (source, _) in MISTAKES[exercise].items():
+    for mistake, (source, failing) in MISTAKES[exercise].items():
         namespace = notebook_namespace(assignment, [source])
-        torch.manual_seed(0)
-        try:
+        with pytest.raises(SelfCheckFailed):
             exec(visible_tests(assignment)[exercise], dict(namespace))
-        except Exception:  # an AssertionError, or the mistake raising on the test's shapes
-            caught.append(mistake)
-    assert caught, f"no common mistake of {exercise} fails its visible tests"
+        table = capsys.readouterr().out
+        assert failing and all(any("FAIL" in line and name in line for line in table.splitlines())
+                               for name in failing), (mistake, table)
 
 
 @pytest.mark.parametrize("assignment", sorted(EXERCISES))

@@ -100,10 +100,12 @@ def var_init(model, std=0.01):  # biases drawn too, through param.data
         param.data.normal_(0, std)
 ''',
     "xavier_init": '''
-def xavier_init(model):  # the normal form
+def xavier_init(model):  # the uniform bound through fan_out and fan_in named the other way round
     for layer in model.modules():
         if isinstance(layer, nn.Linear):
-            nn.init.xavier_normal_(layer.weight)
+            fan_in, fan_out = layer.weight.shape
+            bound = math.sqrt(6 / (fan_out + fan_in))
+            nn.init.uniform_(layer.weight, -bound, bound)
             nn.init.zeros_(layer.bias)
 ''',
     "backward_variance_ratio": '''
@@ -229,6 +231,7 @@ AVERAGES = "moving averages kept over many steps and shapes"
 BIAS = "bias correction with each parameter's own step count"
 EPS, STATE, DEFAULTS = "eps added after the square root", "state kept per parameter", "default betas and eps"
 SHAPES, VALUE = "a number for every layer shape", "the exact value for random shapes"
+UNIFORM = "uniform distribution"
 PRODUCT, RELU = "the gradient flows back as grad_output @ weight", "ReLU on the layer's input: relu(x) @ weight.T"
 
 # exercise -> mistake -> (source, the properties it must fail)
@@ -326,7 +329,15 @@ def xavier_init(model):
             param.data.zero_()
         else:
             param.data.normal_(0, math.sqrt(1 / param.shape[0]))
-''', {XAVIER_VAR}),
+''', {XAVIER_VAR, UNIFORM}),
+        "normal instead of the uniform asked for": ('''
+def xavier_init(model):
+    for name, param in model.named_parameters():
+        if name.endswith(".bias"):
+            param.data.zero_()
+        else:
+            param.data.normal_(0, math.sqrt(2 / (param.shape[0] + param.shape[1])))
+''', {UNIFORM}),
     },
     "kaiming_init": {
         "factor 2 on the first layer too": ('''

@@ -309,8 +309,8 @@ def judge(exercise: str, spec: dict, results: Results) -> Tuple[List[PropertyVer
             "xavier_init": ("weight variance 2/(fan_in + fan_out) in every layer",
                             lambda ly: 2 / (ly.fan_in + ly.fan_out), "2/(fan_in + fan_out)"),
         }
-        allowed = ["normal", "uniform"] if exercise == "xavier_init" else ["normal"]
-        distribution = "normal or uniform distribution" if exercise == "xavier_init" else "normal distribution"
+        allowed = ["uniform"] if exercise == "xavier_init" else ["normal"]  # the distribution each exercise asks for
+        distribution = f"{allowed[0]} distribution"
         if exercise == "kaiming_init":
             first = [layer for layer in layers if layer.rank == 0]
             later = [layer for layer in layers if layer.rank > 0]

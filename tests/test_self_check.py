@@ -103,3 +103,26 @@ def test_the_self_check_does_nothing_in_the_graders_kernel(monkeypatch, capsys):
     ran = []
     self_check(lambda model: ran.append(model), exercise="var_init")
     assert ran == [] and "skipped while grading" in capsys.readouterr().out
+
+
+def test_a_cell_that_needs_an_unfinished_exercise_says_so_in_one_line(tmp_path):
+    """In a Jupyter kernel, after name_unfinished_exercises(): a cell stopping at an exercise's NotImplementedError
+    (a function, or a method of an exercise's class, reached through other code) prints one line naming it and
+    no traceback; the cell still stops there; any other error keeps its traceback."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    cells = ["from course_lib.self_check import name_unfinished_exercises\nname_unfinished_exercises()",
+             "def xavier_init(model):\n    raise NotImplementedError()\n\n"
+             "class SGD:\n    def update_param(self, p):\n        raise NotImplementedError()",
+             "def train(init):\n    init(None)\n\ntrain(xavier_init)\nprint('after')",
+             "[SGD().update_param(p) for p in range(2)]",
+             "def helper():\n    raise NotImplementedError('a helper of mine')\n\nhelper()"]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    NotebookClient(notebook, timeout=120, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [cell.outputs for cell in notebook.cells]
+    for index, name in ((2, "xavier_init"), (3, "SGD")):
+        assert [(o.output_type, o.get("name"), o.get("text")) for o in outputs[index]] == [
+            ("stream", "stderr", f"not implemented yet: fill in `{name}` above (this cell needs it)\n")]
+    assert [o.output_type for o in outputs[4]] == ["error"] and outputs[4][0].evalue == "a helper of mine"

@@ -16,10 +16,17 @@ import random
 import sys
 from typing import Any, Optional, Tuple
 
-import torch
-
 from course_lib.checks import EXERCISE_NAMES
-from course_lib.checks.catalogue import KINDS, expected_tensors, find_exercise, property_weights, verdict_on
+from course_lib.checks.catalogue import (
+    KINDS,
+    expected_tensors,
+    find_exercise,
+    is_not_started,
+    not_started_line,
+    property_weights,
+    single_thread,
+    verdict_on,
+)
 from course_lib.checks.core import ExerciseVerdict, ResultError, failed_verdict, validated_results
 from course_lib.checks.runner import run_exercise, run_metadata
 
@@ -29,12 +36,8 @@ MESSAGE_INDENT = " " * 14
 def check_on(assignment: str, key: str, implementation: Any, spec: dict, seed: int) -> ExerciseVerdict:
     """The verdict on ``implementation`` for the exercise ``spec`` (a challenge's entry), run in this process
     exactly as the grader's probe runs it in the student's kernel."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors, as in the grader
-    try:
+    with single_thread():  # small tensors, as in the grader
         tensors, errors = run_exercise(implementation, spec, seed)
-    finally:
-        torch.set_num_threads(threads)
     try:
         results = validated_results(tensors, run_metadata(key, errors), key, expected_tensors(spec))
     except ResultError as error:
@@ -45,7 +48,7 @@ def check_on(assignment: str, key: str, implementation: Any, spec: dict, seed: i
 def report(verdict: ExerciseVerdict, name: str, seed: int) -> str:
     """The self-check's table: a line per property (pass or FAIL, share of the points, name), then what to
     change under each failure; one line for an exercise not started."""
-    if verdict.note.startswith("not implemented yet"):
+    if is_not_started(verdict):
         return f"{name}: {verdict.note}"
     total = sum(p.weight for p in verdict.properties) or 1.0
     passed = sum(p.passed for p in verdict.properties)
@@ -89,7 +92,7 @@ def self_check(implementation: Any, exercise: Optional[str] = None, seed: Option
     verdict, name, seed = fresh_verdict(implementation, exercise, seed)
     print(report(verdict, name, seed))
     failing = sum(not p.passed for p in verdict.properties)
-    if raise_on_failure and failing and not verdict.note.startswith("not implemented yet"):
+    if raise_on_failure and failing and not is_not_started(verdict):
         raise SelfCheckFailed(f"{name}: {failing} of {len(verdict.properties)} properties do not hold "
                               f"(the table above says which, and what to change)")
 
@@ -126,7 +129,7 @@ def name_unfinished_exercises() -> None:
         name = _unfinished_exercise(tb)
         if name is None:
             return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
-        print(f"not implemented yet: fill in `{name}` above (this cell needs it)", file=sys.stderr)
+        print(f"{not_started_line(name)} (this cell needs it)", file=sys.stderr)
         return None
 
     shell.set_custom_exc((NotImplementedError,), one_line)

@@ -33,17 +33,14 @@ A run that raised has no tensors; the properties that need it fail with its erro
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import random
 from pathlib import Path
-from typing import Dict, Iterator, Mapping, Sequence
-
-import torch
+from typing import Dict, Mapping, Sequence
 
 from course_lib.checks import catalogue, initializers
-from course_lib.checks.catalogue import KINDS, expected_tensors, verdict_on
+from course_lib.checks.catalogue import KINDS, expected_tensors, single_thread, verdict_on
 from course_lib.checks.core import (
     ExerciseVerdict,
     PropertyVerdict,
@@ -65,17 +62,6 @@ def make_challenge(assignment: str, seed: int) -> dict:
                  for key, module in KINDS[assignment].items()}
     return {"format": CHALLENGE_FORMAT, "assignment": assignment, "seed": int(seed) % 2**31,
             "exercises": exercises}
-
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch on one thread (small tensors: threads only contend with the other graders)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def property_weights(assignment: str, key: str, challenge: dict) -> Dict[str, float]:

@@ -265,17 +265,32 @@ ENGINE_TRIPWIRES = textwrap.dedent('''
     with open(os.path.join(os.environ[probe.RESULTS_ENV], "backward_variance_ratio.safetensors"), "rb") as f:
         header = f.read(8)
         meta = json.loads(f.read(int.from_bytes(header, "little")))["__metadata__"]
-    print(json.dumps({"wired": wired, "oracles": json.loads(meta["oracles"]),
+    import inspect
+    from course_lib import checks
+    names = {label.rsplit(".", 1)[1] for label in wired if label.startswith("course_lib.checks.")}
+    kept = []  # a default argument or closure cell of the engine still holding an unwired reference
+    for module_name in ("adamw", "deeper", "derivation", "optimizers", "initializers", "catalogue"):
+        module = __import__(f"course_lib.checks.{module_name}", fromlist=["_"])
+        for fn_name, fn in vars(module).items():
+            if not inspect.isfunction(fn) or hasattr(fn, "__tripwire__"):  # a wrapper's own cell: see instructors.md
+                continue
+            held = list(fn.__defaults__ or ()) + list((fn.__kwdefaults__ or {}).values())
+            held += [c.cell_contents for c in (fn.__closure__ or ()) if c.cell_contents is not None]
+            kept += [f"{module_name}.{fn_name}" for h in held
+                     if inspect.isfunction(h) and h.__name__ in names and not hasattr(h, "__tripwire__")]
+    print(json.dumps({"wired": wired, "oracles": json.loads(meta["oracles"]), "kept": sorted(set(kept)),
                       "errors": sorted(set(json.loads(meta["errors"]).values()))}))
 ''')
 
 
 def test_the_property_engines_references_are_refused_while_probed(tmp_path: Path):
     """course_lib.checks ships with the student package (for the self-check): its references and simulated
-    mistakes are wired like torch.optim, so an answer that calls them computes nothing while graded."""
+    mistakes are wired like torch.optim, so an answer that calls them computes nothing while graded, and no
+    default argument or closure of the engine keeps an unwired reference to one."""
     seen = _run_probed(ENGINE_TRIPWIRES, tmp_path / "io", make_challenge("initialization", 6))
     assert {"course_lib.checks.optimizers.simulate", "course_lib.checks.optimizers.oracle",
             "course_lib.checks.adamw.simulate", "course_lib.checks.deeper.schedule_value",
             "course_lib.checks.derivation._variants"} <= set(seen["wired"])
+    assert seen["kept"] == []  # e.g. a default formula=schedule_value handed out the unwired schedule oracle
     name = "course_lib.checks.derivation._backward_product"
     assert seen["oracles"] == [name] and seen["errors"] == [f"OracleRefused: {refusal(name)}"]

@@ -374,8 +374,10 @@ def _schedule_runs(rng: random.Random) -> Dict[str, dict]:
             "explicit_default": {**default, "min_lr": 0.0}}
 
 
-def expected_schedule(run: dict, formula: Callable = schedule_value) -> torch.Tensor:
-    """The run's values by ``formula`` (float64)."""
+def expected_schedule(run: dict, formula: Optional[Callable] = None) -> torch.Tensor:
+    """The run's values by ``formula`` (float64; the oracle ``schedule_value`` if None, looked up when called so
+    that no default argument keeps a reference to it past the grader's tripwires)."""
+    formula = schedule_value if formula is None else formula
     args = (run["total_steps"], run["warmup_steps"], run["base_lr"])
     return torch.tensor([formula(s, *args, run.get("min_lr", 0.0)) for s in run["steps"]], dtype=torch.float64)
 
@@ -426,7 +428,7 @@ def _entries(run: dict, values: torch.Tensor, part: str) -> Tuple[List[int], tor
     return index, values[index]
 
 
-def _part_matches(run: dict, got: torch.Tensor, part: str, formula: Callable = schedule_value) -> Optional[str]:
+def _part_matches(run: dict, got: torch.Tensor, part: str, formula: Optional[Callable] = None) -> Optional[str]:
     """None when the student's values match ``formula`` on one part of a run; else where they first differ."""
     index, values = _entries(run, got, part)
     want = expected_schedule(run, formula)[index]

@@ -126,3 +126,33 @@ def test_a_cell_that_needs_an_unfinished_exercise_says_so_in_one_line(tmp_path):
         assert [(o.output_type, o.get("name"), o.get("text")) for o in outputs[index]] == [
             ("stream", "stderr", f"not implemented yet: fill in `{name}` above (this cell needs it)\n")]
     assert [o.output_type for o in outputs[4]] == ["error"] and outputs[4][0].evalue == "a helper of mine"
+
+
+def test_instructor_page_lists_every_property_with_its_weight():
+    """book/instructors.md's table: every exercise with its points from the source notebook, and every
+    property with the grader's own share, nothing else."""
+    import json
+    import random
+    import re
+    from pathlib import Path
+
+    from course_lib.checks.catalogue import KINDS, property_weights
+
+    root = Path(__file__).resolve().parents[1]
+    rows, exercise = [], None
+    for line in (root / "book" / "instructors.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("| ") else []
+        if len(cells) == 4 and cells[2] not in ("Property", "---"):
+            named = re.fullmatch(r"`(\w+)` \((\d+)\)", cells[1])
+            if named:
+                exercise = named.groups()
+            rows.append((exercise[0], int(exercise[1]), cells[2], float(cells[3])))
+    expected = []
+    for assignment, names in EXERCISE_NAMES.items():
+        notebook = json.loads((root / "solutions" / assignment / f"{assignment}.ipynb").read_text())
+        points = {c["metadata"]["nbgrader"]["grade_id"]: c["metadata"]["nbgrader"]["points"]
+                  for c in notebook["cells"] if c["metadata"].get("nbgrader", {}).get("grade")}
+        for key, name in names.items():
+            weights = property_weights(assignment, key, KINDS[assignment][key].challenge(key, random.Random(1)))
+            expected += [(name, points[f"{key}_tests"], prop, share) for prop, share in weights.items()]
+    assert rows == expected

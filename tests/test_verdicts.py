@@ -470,6 +470,17 @@ class SGDMomentum(OptimizerTemplate):
         self.m[p] = (1 - self.momentum) * self.m[p] + self.momentum * p.grad
         p.add_(-self.lr * self.m[p])
 ''', {DAMPING}),
+        "(1 - beta) applied twice": ('''
+class SGDMomentum(OptimizerTemplate):
+    def __init__(self, params, lr, momentum=0.0):
+        super().__init__(params, lr)
+        self.momentum = momentum
+        self.m = {p: torch.zeros_like(p) for p in self.params}
+
+    def update_param(self, p):
+        self.m[p] = self.momentum * self.m[p] + (1 - self.momentum) * p.grad
+        p.add_(-self.lr * (1 - self.momentum) * self.m[p])
+''', {DAMPING}),
         "state re-created every step": ('''
 class SGDMomentum(OptimizerTemplate):
     def __init__(self, params, lr, momentum=0.0):
@@ -642,7 +653,8 @@ def test_messages_name_the_mistake_and_where_it_shows(tmp_path):
         ("sgd_momentum", "beta and 1 - beta swapped", DAMPING, "m = (1 - beta) * m + beta * g: beta weighs the old"),
         ("sgd", "not in place", FIRST_STEP, "change them in place"),
         ("backward_variance_ratio", "product transposed", SHAPES, "so grad_output @ weight is (batch, fan_in) = ("),
-        ("sgd", "hard-coded learning rate", FIRST_STEP, "times the expected one (check the learning rate)"),
+        ("sgd", "hard-coded learning rate", FIRST_STEP, "as with a learning rate of 0.1 instead of"),
+        ("sgd_momentum", "(1 - beta) applied twice", DAMPING, "apply the (1 - beta) factor once"),
         ("xavier_init", "1/fan_out", XAVIER_VAR, "1/fan_out"),
         ("kaiming_init", "first layer found by its size 784", FIRST, "position"),
         ("var_init", "std squared used as std", STD_VAR, "std^4"),
@@ -658,6 +670,45 @@ def test_messages_name_the_mistake_and_where_it_shows(tmp_path):
                                [MISTAKES["adam"]["global step count (calls to step)"][0]], only="adam")["adam"]
     message = next(p.message for p in verdict.properties if p.name == BIAS)
     assert message.startswith("your update after step ") and "for a parameter of shape (" in message
+
+
+ADAM_BIAS_ONE_AHEAD = '''
+class Adam(OptimizerTemplate):
+    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__(params, lr)
+        self.b1, self.b2, self.eps = beta1, beta2, eps
+        self.t = {p: 0 for p in self.params}
+        self.m = {p: torch.zeros_like(p) for p in self.params}
+        self.v = {p: torch.zeros_like(p) for p in self.params}
+
+    def update_param(self, p):
+        self.t[p] += 1
+        self.m[p] = self.b1 * self.m[p] + (1 - self.b1) * p.grad
+        self.v[p] = self.b2 * self.v[p] + (1 - self.b2) * p.grad ** 2
+        m_hat = self.m[p] / (1 - self.b1 ** (self.t[p] + 1))
+        v_hat = self.v[p] / (1 - self.b2 ** (self.t[p] + 1))
+        p.add_(-self.lr * m_hat / (torch.sqrt(v_hat) + self.eps))
+'''
+
+
+def test_learning_rate_named_only_when_it_explains_every_step(tmp_path):
+    """A first step of the wrong size blames the learning rate only when a learning rate reproduces every step."""
+    for seed in range(3):
+        sgd = grade_in_process(tmp_path / f"sgd{seed}", "optimization", seed,
+                               [MISTAKES["sgd"]["hard-coded learning rate"][0]], only="sgd")["sgd"]
+        message = next(p.message for p in sgd.properties if p.name == FIRST_STEP)
+        assert "check the learning rate" in message, message
+        # bias correction off by one step: the first step is a constant multiple, later steps are not
+        adam = grade_in_process(tmp_path / f"adam{seed}", "optimization", seed, [ADAM_BIAS_ONE_AHEAD],
+                                only="adam")["adam"]
+        message = next(p.message for p in adam.properties if p.name == DIRECTION)
+        assert "no learning rate reproduces your later steps: check the bias correction" in message, message
+        assert "check the learning rate" not in " ".join(p.message for p in adam.properties)
+        # (1 - beta) twice scales every step by (1 - beta), but beta differs between the runs: not the rate
+        momentum = grade_in_process(tmp_path / f"mom{seed}", "optimization", seed,
+                                    [MISTAKES["sgd_momentum"]["(1 - beta) applied twice"][0]],
+                                    only="sgd_momentum")["sgd_momentum"]
+        assert "learning rate" not in " ".join(p.message for p in momentum.properties)
 
 
 # --- Result files: missing, malformed, foreign ------------------------------------------------------------

@@ -153,7 +153,7 @@ def judge(exercise: str, spec_json: dict, results: Results) -> Tuple[List[Proper
     explained = explain({n: runs[n] for n in oracle_runs}, got, expected)
     props = opt.oracle_verdicts(spec.properties, runs, got, expected, explained, HINTS, results,
                                 lambda prop, run: opt.scale_hint(run, got[run.name], expected[run.name],
-                                                                 opt.STEP_FACTORS["adam"])
+                                                                 opt.STEP_FACTORS["adam"], oracle)
                                 if prop.name == ADAM_STEP else "")
     engaged = explained is not None or opt._moves(runs["main"], got.get("main"))
     props.append(opt._per_parameter(spec, runs, got, results))

@@ -212,7 +212,8 @@ def simulate(kind: str, run: Run, flags: FrozenSet[str]) -> List[torch.Tensor]:
             else:
                 new_m = beta * m + (g if "undamped" in flags else (1 - beta) * g)
             m = torch.where(on, new_m, m)
-            w = torch.where(on, w + sign * lr * m, w)
+            factor = (1 - beta) if "damped_twice" in flags else 1.0
+            w = torch.where(on, w + sign * lr * factor * m, w)
         else:
             t = torch.where(on, t + 1, t)
             if "global_step" in flags:
@@ -308,6 +309,8 @@ HINTS = {
     "lr_squared": "your steps are lr times too small: the learning rate seems to be applied twice",
     "undamped": "your moving average matches m = beta * m + g; weigh the new gradient by (1 - beta): "
                 "m = beta * m + (1 - beta) * g",
+    "damped_twice": "your steps match w <- w - lr * (1 - beta) * m with m already weighted by (1 - beta): apply "
+                    "the (1 - beta) factor once, in the moving average, and step by lr * m",
     "beta_swapped": "your moving average matches m = (1 - beta) * m + beta * g: beta weighs the old average and "
                     "(1 - beta) the new gradient, m = beta * m + (1 - beta) * g",
     "no_state": "your optimizer forgets its moving averages between steps: create the state once in __init__ "
@@ -349,8 +352,9 @@ class Spec:
 UNTOUCHED = "parameters without a gradient left unchanged"
 NOT_IN_PLACE = ("your step left the parameters as they were: change them in place (p.data.add_(...), or "
                 "p.data -= ...); p = p - ... only gives the name p a new tensor, which the model never sees")
-# The factors of each exercise's first step besides the learning rate, for a step of the wrong size.
-STEP_FACTORS = {"sgd": "", "sgd_momentum": " and the (1 - beta) factor", "adam": " and the bias correction"}
+# The factors of each exercise's step besides the learning rate, named when the learning rate cannot explain a
+# step of the wrong size.
+STEP_FACTORS = {"sgd": "", "sgd_momentum": "the (1 - beta) factor", "adam": "the bias correction"}
 SPECS = {
     "sgd": Spec(
         ("ascends", "lr_squared"),
@@ -358,11 +362,11 @@ SPECS = {
          OracleProperty("many steps and shapes", 0.5, frozenset({"ascends", "lr_squared"}), ("main", "main_2"))),
         0.0, "", 0.0, "", 0.2),
     "sgd_momentum": Spec(
-        ("ascends", "lr_squared", "undamped", "beta_swapped", "no_state"),
+        ("ascends", "lr_squared", "undamped", "beta_swapped", "damped_twice", "no_state"),
         (OracleProperty("update direction and learning rate", 0.2, frozenset({"ascends", "lr_squared"}),
                         ("main",), True),
-         OracleProperty("moving average with the (1 - beta) factor", 0.2, frozenset({"undamped", "beta_swapped"}),
-                        ("main", "main_2")),
+         OracleProperty("moving average with the (1 - beta) factor", 0.2,
+                        frozenset({"undamped", "beta_swapped", "damped_twice"}), ("main", "main_2")),
          OracleProperty("momentum carried over many steps and shapes", 0.25, frozenset({"no_state"}),
                         ("main", "main_2"))),
         0.15, "one momentum buffer per parameter", 0.1, "default momentum 0", 0.1),
@@ -393,9 +397,13 @@ def explain(kind: str, spec: Spec, runs: Dict[str, Run], got: Dict[str, List[tor
     return None
 
 
-def scale_hint(run: Run, got: Sequence[torch.Tensor], want: Sequence[torch.Tensor], factors: str = "") -> str:
-    """A hint when the first step is a multiple of the expected one (sign or scale of the step, or no step);
-    ``factors``: the update's other factors, named after the learning rate."""
+def scale_hint(run: Run, got: Sequence[torch.Tensor], want: Sequence[torch.Tensor], factors: str = "",
+               oracle_at: Optional[Callable[[Run], List[torch.Tensor]]] = None) -> str:
+    """A hint when the first step is a multiple of the expected one (sign or scale of the step, or no step).
+
+    A step of the wrong size names the learning rate only when the oracle run with the learning rate scaled by
+    that multiple (``oracle_at``) reproduces every step; otherwise it names ``factors``, the update's other
+    factors."""
     ks = [k for k in run.active() if run.starts[k] == 1]
     if not ks:
         return ""
@@ -411,9 +419,17 @@ def scale_hint(run: Run, got: Sequence[torch.Tensor], want: Sequence[torch.Tenso
         return "; " + HINTS["ascends"]
     if float(step_got.abs().max()) == 0:
         return "; " + NOT_IN_PLACE
-    if abs(ratio - 1) > 1e-6:
-        return f"; your first step is {ratio:.3g} times the expected one (check the learning rate{factors})"
-    return "; the first step is right, so check what is kept from one step to the next"
+    if abs(ratio - 1) <= 1e-6:
+        return "; the first step is right, so check what is kept from one step to the next"
+    lr = run.kwargs.get("lr")
+    if oracle_at is not None and lr is not None:
+        scaled = Run(run.name, {**run.kwargs, "lr": lr * ratio}, run.steps, run.inits, run.grads, run.starts)
+        if first_deviation(run, got, oracle_at(scaled)) is None:
+            return (f"; every step of yours is {ratio:.3g} times the expected one, as with a learning rate of "
+                    f"{lr * ratio:.3g} instead of {lr:.3g}: check the learning rate")
+    other = factors or "how the step is computed from the gradient"
+    return (f"; your first step is {ratio:.3g} times the expected one, and no learning rate reproduces your later "
+            f"steps: check {other}")
 
 
 def recorded_trajectories(runs: Dict[str, Run], results: Results) -> Dict[str, List[torch.Tensor]]:
@@ -468,7 +484,8 @@ def judge(exercise: str, spec_json: dict, results: Results) -> Tuple[List[Proper
     explained = explain(exercise, spec, {n: runs[n] for n in oracle_runs}, got, expected)
     props = oracle_verdicts(spec.properties, runs, got, expected, explained, HINTS, results,
                             lambda prop, run: scale_hint(run, got[run.name], expected[run.name],
-                                                          STEP_FACTORS.get(exercise, ""))
+                                                          STEP_FACTORS.get(exercise, ""),
+                                                          lambda scaled: oracle(exercise, scaled))
                             if run.name in got else "")
     engaged = explained is not None or _moves(runs["main"], got.get("main"))
     if spec.per_parameter:

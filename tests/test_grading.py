@@ -183,6 +183,38 @@ def test_properties_of_partial_credit_cases(corpus_name, request):
     assert checked, "the corpus has no partial-credit case"
 
 
+# Cases whose answer cells are plain code (no attack on the pipeline): the self-check must judge them as the
+# grader did. Delegating cases are left out on purpose: outside the grader torch's optimizers compute.
+HONEST_CASES = ("untouched_release", "reference", "honest_unusual_style")
+
+
+@pytest.mark.parametrize("corpus_name", CORPORA)
+def test_self_check_agrees_with_the_graded_corpus(corpus_name, request):
+    """The answer cells of every honest case (one mistake, the reference, an unusual style, the untouched
+    release), judged by the notebooks' self-check on its own fresh inputs, pass and fail the same properties
+    as the real grading run did on the grader's."""
+    from course_lib.self_check import fresh_verdict
+    from grading.authoring.solutions import solution_namespace
+
+    corpus = request.getfixturevalue(corpus_name)
+    assignment = corpus["assignment"]
+    report = json.loads((corpus["ws"] / f"report_{assignment}.json").read_text())
+    compared = 0
+    for name, case in corpus["cases"].items():
+        if not (case.properties or name in HONEST_CASES):
+            continue
+        answers = [c.source for c in case.notebook.cells
+                   if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
+        namespace = solution_namespace(assignment, answers)
+        verdicts = report[corpus["rows"][name]["student_id"]]["verdicts"]
+        for exercise in EXERCISES[assignment]:
+            graded = {p["name"]: p["passed"] for p in verdicts[exercise.key]["properties"]}
+            checked, _, seed = fresh_verdict(namespace[exercise.name], exercise.name)
+            assert {p.name: p.passed for p in checked.properties} == graded, (name, exercise.key, seed)
+            compared += 1
+    assert compared >= 3 * len(EXERCISES[assignment]), compared
+
+
 @pytest.mark.parametrize("corpus_name", CORPORA)
 def test_notes_and_review_flags(corpus_name, request):
     """Repairs and failures are in the notes; flags name what the student changed, and only that."""

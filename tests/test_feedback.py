@@ -264,6 +264,27 @@ def test_student_tracebacks_are_capped_and_plain():
     assert "\x1b" not in page and len(page) < 20_000
 
 
+def test_tracebacks_show_short_paths_and_the_students_source_as_written():
+    """A traceback through torch and course_lib names site-packages/... and course_lib/..., not the folders the
+    course lies in on the grading machine; the student's own source is shown as written."""
+    import sys
+
+    import torch.optim.adam  # noqa: F401  (its file, through sys.modules: torch.optim hides the name)
+
+    import course_lib
+
+    torch_file, course_file = sys.modules["torch.optim.adam"].__file__, course_lib.__file__
+    trace = [f"File {torch_file}:248, in Adam.step", f"File {course_file}:1, in <module>", "ValueError: boom"]
+    written = f"open('{course.REPO_ROOT}/grading/x')"
+    cells = [answer_cell("sgd", written, outputs=[
+        new_output("error", ename="ValueError", evalue="boom", traceback=trace)])]
+    page = html.unescape(compose(cells))
+    assert "File site-packages/torch/optim/adam.py:248" in page and "File course_lib/__init__.py:1" in page
+    assert written in page  # the source cell
+    outputs = page.replace(written, "")
+    assert str(course.REPO_ROOT) not in outputs and sys.prefix not in outputs
+
+
 def test_property_table_lists_each_property_and_failure_message():
     """Summary row per exercise, each property with passed/failed, the message of each failure."""
     exercises = [

@@ -255,11 +255,19 @@ def test_no_feedback_file_shows_a_hidden_test_or_grading_code(corpus_name, reque
     pages = sorted((corpus["ws"] / "feedback").rglob("*.html"))
     students = {row["student_id"] for row in corpus["ids"].values() if row["status"] == "graded"}
     assert {p.parts[-3] for p in pages} == students
+    machine = [str(REPO_ROOT), sys.prefix, sys.base_prefix]
+    shown_sources = 0
     for page in pages:
         text = page.read_text()
         assert not find_leaks(text, hidden + code), page
         assert len(text) < 10 * 2**20, page
         assert "<script" not in text.lower(), page
+        # where the course lies on the grading machine: never in an output (tracebacks show site-packages/...,
+        # course_lib/...), only where the student's own source wrote it
+        outputs = re.sub(r'<pre class="source">.*?</pre>', "", text, flags=re.DOTALL)
+        assert not [folder for folder in machine if folder in outputs], page
+        shown_sources += text.count('<pre class="source">')
+    assert shown_sources
 
 
 def test_feedback_lists_properties_with_actionable_messages(opt_corpus):

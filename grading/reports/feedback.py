@@ -102,6 +102,39 @@ class ExerciseFeedback:
 
 # ---- scrubbing ------------------------------------------------------------------------------------------
 
+def _machine_folders() -> list[tuple[str, str]]:
+    """Folders of the grading machine that tracebacks name, longest first, with what a page shows instead:
+    ``site-packages/torch/optim/adam.py``, ``course_lib/plotting.py``, ``python3.11/json/decoder.py``."""
+    import site
+    import sys
+    import sysconfig
+
+    import course_lib
+
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    pairs = [(folder, "site-packages") for folder in site.getsitepackages()]
+    pairs += [(sysconfig.get_paths()["purelib"], "site-packages"), (sysconfig.get_paths()["platlib"], "site-packages"),
+              (sysconfig.get_paths()["stdlib"], version),
+              (str(Path(course_lib.__file__).resolve().parent), "course_lib"),
+              (str(course.REPO_ROOT), "course"), (sys.prefix, "python"), (sys.base_prefix, "python")]
+    unique = {}
+    for folder, shown in pairs:
+        for form in {folder, str(Path(folder).resolve())}:
+            if len(form) > 1:
+                unique.setdefault(form.rstrip("/"), shown)
+    return sorted(unique.items(), key=lambda pair: -len(pair[0]))
+
+
+MACHINE_FOLDERS = dict(_machine_folders())
+MACHINE_PATH = re.compile("|".join(re.escape(folder) for folder in MACHINE_FOLDERS) + r"(?![\w.-])")
+
+
+def shorten_machine_paths(text: str) -> str:
+    """``text`` with the grading machine's folders replaced by short names (a student's page shows where a
+    traceback passed, not where the course is installed)."""
+    return MACHINE_PATH.sub(lambda match: MACHINE_FOLDERS[match.group(0)], text)
+
+
 def _plain(text: str) -> str:
     """Text as a reader sees it: ANSI codes and control characters dropped, HTML entities resolved."""
     return html.unescape(CONTROL.sub("", ANSI.sub("", text)))
@@ -266,10 +299,12 @@ class _Page:
         return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
     # -- text
-    def text_block(self, text: str, css: str, limit: int, keep_tail: bool = False) -> str:
-        """Escaped, scrubbed, capped text in a <pre>."""
+    def text_block(self, text: str, css: str, limit: int, keep_tail: bool = False, as_written: bool = False) -> str:
+        """Escaped, scrubbed, capped text in a <pre>; the machine's folders shortened unless ``as_written``
+        (the student's own source)."""
         text = _cut(text, 4 * limit, keep_tail)  # bound the work before scrubbing
         text = CONTROL.sub("", ANSI.sub("", _overwrite_carriage_returns(text)))
+        text = text if as_written else shorten_machine_paths(text)
         text, dropped = scrub_text(text, self.scrub)
         text = _cut(text, limit, keep_tail)
         out = f'<pre class="{css}">{html.escape(text)}</pre>'
@@ -340,13 +375,13 @@ class _Page:
     def markdown(self, source: str) -> str:
         """A markdown cell: scrubbed, rendered, sanitized; shown as text when too long."""
         if len(source) > self.limits.html_chars:
-            return self.text_block(source, "source", self.limits.source_chars)
+            return self.text_block(source, "source", self.limits.source_chars, as_written=True)
         source, _ = scrub_text(source, self.scrub)
         return self.sanitized(MARKDOWN.render(source), source)
 
     def source(self, source: str) -> str:
         """A code cell's source, escaped."""
-        return self.text_block(source, "source", self.limits.source_chars)
+        return self.text_block(source, "source", self.limits.source_chars, as_written=True)
 
     def cell(self, cell: Mapping, release: Mapping[str, Mapping], exercise_of: Mapping[str, str]) -> str:
         """One cell: test and read-only cells with their release source, student cells as written."""
@@ -404,7 +439,7 @@ def _num(x: float) -> str:
 
 def _sentence(text: Any, page: _Page) -> str:
     """A grader's sentence (it may quote the student): scrubbed, capped, escaped."""
-    text, _ = scrub_text(CONTROL.sub("", ANSI.sub("", str(text or ""))), page.scrub)
+    text, _ = scrub_text(shorten_machine_paths(CONTROL.sub("", ANSI.sub("", str(text or "")))), page.scrub)
     return html.escape(_cut(text, page.limits.message_chars).strip())
 
 

@@ -161,10 +161,23 @@ TRIPWIRES = textwrap.dedent('''
             torch._fused_sgd_([p], [p.grad], [], weight_decay=0.0, momentum=0.0, lr=self.lr, dampening=0.0,
                               nesterov=False, maximize=False, is_first_step=True)
 
+    class Walker(OptimizerTemplate):  # the ready __init__ found by walking the garbage collector
+        def __init__(self, params, lr):
+            super().__init__(params, lr)
+            import gc
+            ready = next(o for o in gc.get_objects() if getattr(o, "__qualname__", "") == "SGD.__init__"
+                         and not hasattr(o, "__tripwire__"))
+            self.inner = torch.optim.SGD.__new__(torch.optim.SGD)
+            ready(self.inner, self.params, lr=lr)
+
+        def step(self):
+            self.inner.step()
+
     outside = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)  # the grader's own use: allowed
-    seen = {}
+    import gc
+    seen = {"gc outside the probe": len(gc.get_objects()) > 0}
     for name, cls in (("honest", Honest), ("computed name", ComputedName), ("functional", Functional),
-                      ("unwrapped", Unwrapped), ("fused", Fused)):
+                      ("unwrapped", Unwrapped), ("fused", Fused), ("garbage collector", Walker)):
         probe.record("sgd", cls)
         with open(os.path.join(os.environ[probe.RESULTS_ENV], "sgd.safetensors"), "rb") as f:
             header = f.read(8)
@@ -226,13 +239,15 @@ INIT_TRIPWIRES = textwrap.dedent('''
 
 def test_tripwires_refuse_delegation_by_any_spelling_and_nothing_else(tmp_path: Path):
     """Armed before student code, torch.optim reached while the probe runs the student's class, by a computed
-    name, sys.modules, the fused kernel or the wrapper's inside, is recorded and refused (so nothing is
-    computed); an honest class, and torch used outside the probe, record and refuse nothing."""
+    name, sys.modules, the fused kernel, the wrapper's inside or the garbage collector, is recorded and refused
+    (so nothing is computed); an honest class, and torch or gc used outside the probe, record and refuse
+    nothing."""
     seen = _run_probed(TRIPWIRES, tmp_path / "io", make_challenge("optimization", 5))
     assert seen.pop("honest") == {"oracles": [], "errors": []}
     assert seen.pop("wrapper shows the original") is False
+    assert seen.pop("gc outside the probe") is True
     expected = {"computed name": "torch.optim.SGD", "functional": "torch.optim.sgd.sgd", "unwrapped": "torch.optim.SGD",
-                "fused": "torch._fused_sgd_"}
+                "fused": "torch._fused_sgd_", "garbage collector": "gc.get_objects"}
     for route, oracle in expected.items():
         assert seen[route]["oracles"] == [oracle], route
         assert seen[route]["errors"] == [f"OracleRefused: {refusal(oracle)}"], route

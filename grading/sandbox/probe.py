@@ -70,6 +70,17 @@ def _tripwire(name: str, fn: Callable) -> Callable:
     return wired
 
 
+OBJECT_WALKS = ("gc.get_objects", "gc.get_referrers", "gc.get_referents")  # audit events of the gc module
+
+
+def _refuse_object_walks(event: str, args: tuple) -> None:
+    """Audit hook: walking the interpreter's objects (where the ready implementations behind the wrappers can
+    be found) while the student's code is probed is recorded and refused, like calling one of them."""
+    if event in OBJECT_WALKS and _WATCHING[0]:
+        ORACLES_SEEN.add(event)
+        raise OracleRefused(refusal(event))
+
+
 def arm_tripwires() -> list[str]:
     """Wrap, in place, the ready implementations of the exercises: every optimizer and learning-rate
     scheduler class of ``torch.optim`` (their ``__init__``), the functions of its optimizer modules, the fused
@@ -77,7 +88,8 @@ def arm_tripwires() -> list[str]:
     that initialize networks or build optimizers (``COURSE_ORACLES``). Called before any student code, so
     every later reference, however spelled, reaches the wrapper; called while the probe runs the student's
     code, a wrapper records its name and raises ``OracleRefused`` (torch's modules initializing themselves
-    excepted), so delegating computes nothing. Return the names wired."""
+    excepted), so delegating computes nothing; so does walking the garbage collector for the originals.
+    Return the names wired."""
     import importlib
     import inspect
 
@@ -123,6 +135,7 @@ def arm_tripwires() -> list[str]:
             continue
         for name in names:
             wire(module, name, getattr(module, name), f"{module_name}.{name}")
+    sys.addaudithook(_refuse_object_walks)  # cannot be removed; a wrapper's closure is left to the source flags
     return wired
 
 

@@ -29,8 +29,9 @@ ASSIGNMENTS = {**{kind: "optimization" for kind in opt.SPECS}, "adamw": "deeper"
 def mistaken_source(kind: str, flags: frozenset) -> str:
     """The exercise's class with the mistakes ``flags``, in the order course_lib.checks.optimizers.simulate
     applies them."""
+    if kind in ("adam", "adamw"):
+        return mistaken_adam(kind, flags)
     on = {flag: flag in flags for flag in opt.HINTS}
-    on["damped_twice"] = "damped_twice" in flags
     lr = "self.lr ** 2" if on["lr_squared"] else "self.lr"
     sign = "" if on["ascends"] else "-"
     if kind == "sgd":
@@ -58,23 +59,41 @@ class SGDMomentum(OptimizerTemplate):
         self.m[p] = {average}
         p.add_({sign}{lr} * {"(1 - b) * " if on["damped_twice"] else ""}self.m[p])
 '''
+
+
+def mistaken_adam(kind: str, flags: frozenset) -> str:
+    """Adam or AdamW with the mistakes ``flags``, in the order course_lib.checks.optimizers.simulate and
+    course_lib.checks.adamw.simulate apply them."""
+    on = {flag: flag in flags for flag in {*opt.HINTS, *adamw.HINTS}}
     if on["global_step"]:
         count = "self.calls"
     elif on["update_count"]:
         count = "self.updates"
-    elif on["no_state"]:
-        count = "1"
     else:
         count = "self.t[p]"
-    gradient = "p.grad" if on["undamped"] else "(1 - self.b1) * p.grad"
+    gradient = "g" if on["undamped"] else "(1 - self.b1) * g"
     corrected = ("m_hat, v_hat = self.m[p], self.v[p]" if on["no_bias_correction"] else
                  f"m_hat, v_hat = self.m[p] / (1 - self.b1 ** {count}), self.v[p] / (1 - self.b2 ** {count})")
     denominator = "torch.sqrt(v_hat + self.eps)" if on["eps_inside"] else "(torch.sqrt(v_hat) + self.eps)"
+    lr = "self.lr ** 2" if on["lr_squared"] else "self.lr"
+    sign = "" if on["ascends"] else "-"
+    if kind == "adam":
+        signature, decay_state, apply = "lr, beta1=0.9, beta2=0.999, eps=1e-8", "", "p.add_(update)"
+    else:
+        signature = "lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=1e-2"
+        decay_state = "self.wd = weight_decay"
+        if on["l2_decay"]:
+            apply = "p.add_(update)"
+        elif on["decay_after_update"]:
+            apply = "p.add_(update)\n        p.mul_(1 - self.lr * self.wd)"
+        else:
+            apply = f"p.mul_(1 - {'self.wd' if on['decay_unscaled'] else 'self.lr * self.wd'})\n        p.add_(update)"
     return f'''
-class Adam(OptimizerTemplate):
-    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+class {CLASS_NAMES[kind]}(OptimizerTemplate):
+    def __init__(self, params, {signature}):
         super().__init__(params, lr)
         self.b1, self.b2, self.eps = beta1, beta2, eps
+        {decay_state}
         self.calls, self.updates = 0, 0
         self.t = {{p: 0 for p in self.params}}
         self.m = {{p: torch.zeros_like(p) for p in self.params}}
@@ -89,48 +108,7 @@ class Adam(OptimizerTemplate):
             self.m[p], self.v[p], self.t[p] = torch.zeros_like(p), torch.zeros_like(p), 0
         self.updates += 1
         self.t[p] += 1
-        self.m[p] = self.b1 * self.m[p] + {gradient}
-        self.v[p] = self.b2 * self.v[p] + (1 - self.b2) * p.grad ** 2
-        {corrected}
-        p.add_({sign}{lr} * m_hat / {denominator})
-'''
-
-
-def mistaken_adamw(flags: frozenset) -> str:
-    """AdamW with the mistakes ``flags``, in the order course_lib.checks.adamw.simulate applies them."""
-    count = "self.calls" if "global_step" in flags else "self.t[p]"
-    gradient = "g" if "undamped" in flags else "(1 - self.b1) * g"
-    corrected = ("m_hat, v_hat = self.m[p], self.v[p]" if "no_bias_correction" in flags else
-                 f"m_hat, v_hat = self.m[p] / (1 - self.b1 ** {count}), self.v[p] / (1 - self.b2 ** {count})")
-    denominator = "torch.sqrt(v_hat + self.eps)" if "eps_inside" in flags else "(torch.sqrt(v_hat) + self.eps)"
-    lr = "self.lr ** 2" if "lr_squared" in flags else "self.lr"
-    sign = "" if "ascends" in flags else "-"
-    if "l2_decay" in flags:
-        apply = "p.add_(update)"
-    elif "decay_after_update" in flags:
-        apply = "p.add_(update)\n        p.mul_(1 - self.lr * self.wd)"
-    else:
-        decay = "self.wd" if "decay_unscaled" in flags else "self.lr * self.wd"
-        apply = f"p.mul_(1 - {decay})\n        p.add_(update)"
-    return f'''
-class AdamW(OptimizerTemplate):
-    def __init__(self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=1e-2):
-        super().__init__(params, lr)
-        self.b1, self.b2, self.eps, self.wd = beta1, beta2, eps, weight_decay
-        self.calls = 0
-        self.t = {{p: 0 for p in self.params}}
-        self.m = {{p: torch.zeros_like(p) for p in self.params}}
-        self.v = {{p: torch.zeros_like(p) for p in self.params}}
-
-    def step(self):
-        self.calls += 1
-        super().step()
-
-    def update_param(self, p):
-        if {"no_state" in flags}:
-            self.m[p], self.v[p], self.t[p] = torch.zeros_like(p), torch.zeros_like(p), 0
-        self.t[p] += 1
-        g = p.grad + self.wd * p if {"l2_decay" in flags} else p.grad
+        g = p.grad + self.wd * p if {on["l2_decay"]} else p.grad
         self.m[p] = self.b1 * self.m[p] + {gradient}
         self.v[p] = self.b2 * self.v[p] + (1 - self.b2) * g ** 2
         {corrected}
@@ -172,7 +150,7 @@ def owning_properties(kind: str, flags: frozenset) -> set:
 def test_each_simulated_mistake_and_pair_is_named_by_grader_and_self_check(tmp_path, kind, flags):
     """Grader and self-check fail exactly the properties owning the mistakes, each with a mistake's hint."""
     assignment, seed = ASSIGNMENTS[kind], 5
-    source = mistaken_adamw(flags) if kind == "adamw" else mistaken_source(kind, flags)
+    source = mistaken_source(kind, flags)
     graded = v1.grade_in_process(tmp_path, assignment, seed, [source], only=kind)[kind]
     challenge = make_challenge(assignment, seed)
     namespace = sc.solution_namespace(assignment)

@@ -672,23 +672,10 @@ def test_messages_name_the_mistake_and_where_it_shows(tmp_path):
     assert message.startswith("your update after step ") and "for a parameter of shape (" in message
 
 
-ADAM_BIAS_ONE_AHEAD = '''
-class Adam(OptimizerTemplate):
-    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-        super().__init__(params, lr)
-        self.b1, self.b2, self.eps = beta1, beta2, eps
-        self.t = {p: 0 for p in self.params}
-        self.m = {p: torch.zeros_like(p) for p in self.params}
-        self.v = {p: torch.zeros_like(p) for p in self.params}
-
-    def update_param(self, p):
-        self.t[p] += 1
-        self.m[p] = self.b1 * self.m[p] + (1 - self.b1) * p.grad
-        self.v[p] = self.b2 * self.v[p] + (1 - self.b2) * p.grad ** 2
-        m_hat = self.m[p] / (1 - self.b1 ** (self.t[p] + 1))
-        v_hat = self.v[p] / (1 - self.b2 ** (self.t[p] + 1))
-        p.add_(-self.lr * m_hat / (torch.sqrt(v_hat) + self.eps))
-'''
+# Adam whose bias correction counts one step ahead (not a simulated mistake): the first step is a multiple of
+# the expected one, the later steps are not.
+ADAM_BIAS_ONE_AHEAD = MISTAKES["adam"]["default eps 1e-6"][0].replace("eps=1e-6", "eps=1e-8").replace(
+    "** self.t[p])", "** (self.t[p] + 1))")
 
 
 def test_learning_rate_named_only_when_it_explains_every_step(tmp_path):

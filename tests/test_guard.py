@@ -45,9 +45,9 @@ SCRIPT = textwrap.dedent('''
     relative = os.path.relpath(target, "/")
     attempt("open relative to a descriptor", lambda: os.close(os.open(relative, os.O_RDONLY, dir_fd=root)))
     attempt("open elsewhere", lambda: open(os.devnull).close())
-    probe._WATCHING[0] = -1  # tripwires muted: the probe may not even read the challenge (refused, logged)
+    probe.WATCH_EVENT = "muted"  # tripwires never told: the probe may not even read the challenge (refused, logged)
     probe.record("backward_variance_ratio", ratio)
-    probe._WATCHING[0] = 0
+    probe.WATCH_EVENT = probe.tripwires.WATCH_EVENT
     probe._run_all = lambda obj, spec, seed: ({}, {})  # a probe made to write what the student chose
     probe.record("relu_variance_ratio", ratio)
     outcome["patched probe wrote"] = os.path.exists(target)
@@ -69,7 +69,8 @@ def _run_probed(script: str, io: Path, challenge: dict) -> dict:
 
 def test_only_the_probe_reaches_the_graders_files(tmp_path: Path):
     """The probe reads the challenge and writes its result; student code cannot read, list, write, link or
-    reach them through a descriptor, nor make a patched probe or one with muted tripwires write; each refusal
+    reach them through a descriptor, nor make a patched probe or one that never disarms the ready
+    implementations write; each refusal
     is logged and names the exercise whose file it touched."""
     io = tmp_path / "io"
     outcome = _run_probed(SCRIPT, io, make_challenge("initialization", 3))
@@ -161,30 +162,75 @@ TRIPWIRES = textwrap.dedent('''
             torch._fused_sgd_([p], [p.grad], [], weight_decay=0.0, momentum=0.0, lr=self.lr, dampening=0.0,
                               nesterov=False, maximize=False, is_first_step=True)
 
+    sgd_module = sys.modules["torch.optim.sgd"]
+
+    class Closure(OptimizerTemplate):  # the ready step dug out of its decorator's closure, on a hand-made SGD
+        def __init__(self, params, lr):
+            super().__init__(params, lr)
+            self.inner = torch.optim.SGD.__new__(torch.optim.SGD)
+            torch.optim.Optimizer.__init__(self.inner, self.params, dict(
+                lr=lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False, foreach=None,
+                differentiable=False, fused=None))
+            cells = [c.cell_contents for c in torch.optim.SGD.step.__closure__]
+            self.ready = next(f for f in cells if getattr(f, "__qualname__", "") == "SGD.step")
+
+        def step(self):
+            self.ready(self.inner)
+
+    class Aten(OptimizerTemplate):  # the fused kernel through the dispatcher's own namespace
+        def update_param(self, p):
+            torch.ops.aten._fused_sgd_([p], [p.grad], [], weight_decay=0.0, momentum=0.0, lr=self.lr, dampening=0.0,
+                                       nesterov=False, maximize=False, is_first_step=True)
+
+    import types
+    ready_code = sgd_module._single_tensor_sgd.__code__  # read before the probe runs, run inside it
+
+    class SavedCode(OptimizerTemplate):
+        def update_param(self, p):
+            fn = types.FunctionType(ready_code, vars(sgd_module))
+            fn([p], [p.grad], [None], grad_scale=None, found_inf=None, weight_decay=0.0, momentum=0.0, lr=self.lr,
+               dampening=0.0, nesterov=False, maximize=False, has_sparse_grad=False)
+
     class Walker(OptimizerTemplate):  # the ready __init__ found by walking the garbage collector
         def __init__(self, params, lr):
             super().__init__(params, lr)
             import gc
-            ready = next(o for o in gc.get_objects() if getattr(o, "__qualname__", "") == "SGD.__init__"
-                         and not hasattr(o, "__tripwire__"))
-            self.inner = torch.optim.SGD.__new__(torch.optim.SGD)
-            ready(self.inner, self.params, lr=lr)
-
-        def step(self):
-            self.inner.step()
+            gc.get_objects()
 
     outside = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)  # the grader's own use: allowed
+    outside.step()
     import gc
-    seen = {"gc outside the probe": len(gc.get_objects()) > 0}
+    seen = {}
+
+    def attempt(name, action):
+        try:
+            action()
+            seen[name] = "allowed"
+        except PermissionError as error:
+            seen[name] = "refused"
+            seen[name + " traceback"] = error.__traceback__
+
+    attempt("gc outside the probe", gc.get_objects)  # what it finds could be kept for later
+    attempt("read sgd.py", lambda: open(sgd_module.__file__).read())  # a fresh copy of the ready class
+    attempt("reload sgd", lambda: __import__("importlib").reload(sgd_module))
+    attempt("copy the code", lambda: ready_code.replace(co_name="mine"))
+    attempt("marshal the code", lambda: __import__("marshal").dumps((1, [ready_code])))
+    attempt("run the code", lambda: exec(ready_code))
+    attempt("set the code", lambda: setattr(lambda *a, **k: 0, "__code__", ready_code))
+    seen = {k: v for k, v in seen.items() if not k.endswith(" traceback")}
+    from grading.sandbox import tripwires
+    tripwires.WATCH_EVENT = tripwires.ORACLE_EVENT = "rewritten"  # the hook holds its own names
+    tripwires.refusal = lambda name: "forged"
     for name, cls in (("honest", Honest), ("computed name", ComputedName), ("functional", Functional),
-                      ("unwrapped", Unwrapped), ("fused", Fused), ("garbage collector", Walker)):
+                      ("unwrapped", Unwrapped), ("fused", Fused), ("garbage collector", Walker),
+                      ("closure", Closure), ("aten", Aten), ("saved code", SavedCode)):
         probe.record("sgd", cls)
         with open(os.path.join(os.environ[probe.RESULTS_ENV], "sgd.safetensors"), "rb") as f:
             header = f.read(8)
             meta = json.loads(f.read(int.from_bytes(header, "little")))["__metadata__"]
         errors = set(json.loads(meta["errors"]).values())
         seen[name] = {"oracles": json.loads(meta["oracles"]), "errors": sorted(errors)}
-    seen["wrapper shows the original"] = hasattr(torch.optim.SGD.__init__, "__wrapped__")
+    seen["outside after the probe"] = bool(torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1).step() or 1)
     print(json.dumps(seen))
 ''')
 
@@ -239,15 +285,23 @@ INIT_TRIPWIRES = textwrap.dedent('''
 
 def test_tripwires_refuse_delegation_by_any_spelling_and_nothing_else(tmp_path: Path):
     """Armed before student code, torch.optim reached while the probe runs the student's class, by a computed
-    name, sys.modules, the fused kernel, the wrapper's inside or the garbage collector, is recorded and refused
-    (so nothing is computed); an honest class, and torch or gc used outside the probe, record and refuse
-    nothing."""
+    name, sys.modules, the fused kernel (also through torch.ops.aten), a decorator's closure or the garbage
+    collector, computes nothing and is recorded; its code, read before the probe, runs nowhere else; its source is
+    not read again; rewriting the tripwires module's names changes nothing. An honest class, and
+    torch.optim used outside the probe (before and after), are left alone."""
     seen = _run_probed(TRIPWIRES, tmp_path / "io", make_challenge("optimization", 5))
     assert seen.pop("honest") == {"oracles": [], "errors": []}
-    assert seen.pop("wrapper shows the original") is False
-    assert seen.pop("gc outside the probe") is True
+    assert seen.pop("outside after the probe") is True
+    for attack in ("gc outside the probe", "read sgd.py", "reload sgd", "copy the code", "marshal the code",
+                   "run the code", "set the code"):
+        assert seen.pop(attack) == "refused", attack
+    saved = seen.pop("saved code")
+    assert saved["oracles"] == [] and saved["errors"] == [
+        "PermissionError: this code runs only as the function it belongs to"]
     expected = {"computed name": "torch.optim.SGD", "functional": "torch.optim.sgd.sgd", "unwrapped": "torch.optim.SGD",
-                "fused": "torch._fused_sgd_", "garbage collector": "gc.get_objects"}
+                "fused": "torch._fused_sgd_", "garbage collector": "gc.get_objects",
+                "closure": "torch.optim.SGD", "aten": "torch._fused_sgd_"}
+    assert set(seen) == set(expected)
     for route, oracle in expected.items():
         assert seen[route]["oracles"] == [oracle], route
         assert seen[route]["errors"] == [f"OracleRefused: {refusal(oracle)}"], route
@@ -280,32 +334,28 @@ ENGINE_TRIPWIRES = textwrap.dedent('''
     with open(os.path.join(os.environ[probe.RESULTS_ENV], "backward_variance_ratio.safetensors"), "rb") as f:
         header = f.read(8)
         meta = json.loads(f.read(int.from_bytes(header, "little")))["__metadata__"]
-    import inspect
-    from course_lib import checks
-    names = {label.rsplit(".", 1)[1] for label in wired if label.startswith("course_lib.checks.")}
-    kept = []  # a default argument or closure cell of the engine still holding an unwired reference
-    for module_name in ("adamw", "deeper", "derivation", "optimizers", "initializers", "catalogue"):
-        module = __import__(f"course_lib.checks.{module_name}", fromlist=["_"])
-        for fn_name, fn in vars(module).items():
-            if not inspect.isfunction(fn) or hasattr(fn, "__tripwire__"):  # a wrapper's own cell: see instructors.md
-                continue
-            held = list(fn.__defaults__ or ()) + list((fn.__kwdefaults__ or {}).values())
-            held += [c.cell_contents for c in (fn.__closure__ or ()) if c.cell_contents is not None]
-            kept += [f"{module_name}.{fn_name}" for h in held
-                     if inspect.isfunction(h) and h.__name__ in names and not hasattr(h, "__tripwire__")]
-    print(json.dumps({"wired": wired, "oracles": json.loads(meta["oracles"]), "kept": sorted(set(kept)),
+    held = derivation._backward_product  # a reference taken before the probe: the same function, disarmed
+
+    def held_reference(weight, grad_output, product=held):
+        return float(product(weight, grad_output).var() / grad_output.var())
+
+    probe.record("backward_variance_ratio", held_reference)
+    with open(os.path.join(os.environ[probe.RESULTS_ENV], "backward_variance_ratio.safetensors"), "rb") as f:
+        header = f.read(8)
+        kept = json.loads(f.read(int.from_bytes(header, "little")))["__metadata__"]
+    print(json.dumps({"wired": wired, "oracles": json.loads(meta["oracles"]), "kept": json.loads(kept["oracles"]),
                       "errors": sorted(set(json.loads(meta["errors"]).values()))}))
 ''')
 
 
 def test_the_property_engines_references_are_refused_while_probed(tmp_path: Path):
     """course_lib.checks ships with the student package (for the self-check): its references and simulated
-    mistakes are wired like torch.optim, so an answer that calls them computes nothing while graded, and no
-    default argument or closure of the engine keeps an unwired reference to one."""
+    mistakes are disarmed like torch.optim, so an answer that calls them computes nothing while graded, also
+    through a reference taken before the probe ran."""
     seen = _run_probed(ENGINE_TRIPWIRES, tmp_path / "io", make_challenge("initialization", 6))
     assert {"course_lib.checks.optimizers.simulate", "course_lib.checks.optimizers.oracle",
             "course_lib.checks.adamw.simulate", "course_lib.checks.deeper.schedule_value",
             "course_lib.checks.derivation._variants"} <= set(seen["wired"])
-    assert seen["kept"] == []  # e.g. a default formula=schedule_value handed out the unwired schedule oracle
     name = "course_lib.checks.derivation._backward_product"
+    assert seen["kept"] == [name]  # held in a default argument before the probe ran: disarmed all the same
     assert seen["oracles"] == [name] and seen["errors"] == [f"OracleRefused: {refusal(name)}"]

@@ -157,6 +157,7 @@ def sandbox_settings(settings: GradingSettings) -> SandboxSettings:
         readonly_paths=default_readonly_paths(), data_dir=str(course_lib.data.default_data_root()),
         preload_modules={"grading": str(GRADING_DIR / "__init__.py"),
                          "grading.sandbox": str(GRADING_DIR / "sandbox" / "__init__.py"),
+                         "grading.sandbox.tripwires": str(GRADING_DIR / "sandbox" / "tripwires.py"),
                          "grading.sandbox.probe": str(GRADING_DIR / "sandbox" / "probe.py")})
 
 

@@ -130,8 +130,8 @@ GUARDED_EVENTS = {"open": (0,), "os.rename": (0, 1), "os.remove": (0,), "os.rmdi
                   "os.symlink": (0, 1), "os.truncate": (0,), "os.utime": (0,), "os.chdir": (0,),
                   "os.setxattr": (0,), "os.removexattr": (0,), "shutil.copyfile": (0, 1), "shutil.copytree": (0, 1),
                   "shutil.rmtree": (0,), "shutil.move": (0, 1), "glob.glob": (0,), "glob.glob/2": (0,)}
-PROBE_NAMES = ("record", "_write", "_run_all", "PROBES", "decode_tensor", "INTERRUPTED", "ORACLES_SEEN", "_WATCHING",
-               "_student_code", "_tripwire", "runner")
+PROBE_NAMES = ("record", "_write", "_run_all", "PROBES", "decode_tensor", "INTERRUPTED", "ORACLES_SEEN", "_audit",
+               "WATCH_EVENT", "runner")
 
 
 def guard_grading_files(probe: types.ModuleType, challenge: str, results: str) -> Callable[[str, tuple], None]:
@@ -141,55 +141,90 @@ def guard_grading_files(probe: types.ModuleType, challenge: str, results: str) -
     refusal is appended to ``results/GUARD_LOG`` for the grader. Native code (a C extension writing a file
     itself) raises no audit event: what it writes outside a test cell is thrown away by the grader
     (``grading.running.evidence``); inside one, only the probe's numbers are worth writing."""
-    roots = [os.path.realpath(challenge), os.path.realpath(results), os.path.realpath(os.path.dirname(results))]
+    import _stat
+    from json.encoder import encode_basestring_ascii  # C
+
+    # Everything the hook uses is bound here, as tuples and C functions: the student's code can rewrite modules,
+    # classes and builtins, and must not get to run inside the hook (os.path's functions are Python: not used).
+    roots = tuple(os.path.realpath(p) for p in (challenge, results, os.path.dirname(results)))
+    prefixes = tuple(root + "/" for root in roots)
     io_name = os.path.basename(roots[2])
     record_code, write_code = probe.record.__code__, probe._write.__code__
-    originals = {name: getattr(probe, name) for name in PROBE_NAMES}
-    runner = probe.runner  # course_lib.checks.runner: how the probe runs each kind of exercise
-    runner_originals = {name: getattr(runner, name) for name in runner.RUNNER_NAMES}
-    codes = {(home, name): value.__code__ for home, values in (("probe", originals), ("runner", runner_originals))
-             for name, value in values.items() if isinstance(value, types.FunctionType)}
-    kinds = dict(probe.PROBES)
+    probe_dict, runner_dict = probe.__dict__, probe.runner.__dict__  # course_lib.checks.runner: how exercises run
+    originals = tuple((name, probe_dict[name]) for name in PROBE_NAMES)
+    runner_originals = tuple((name, runner_dict[name]) for name in probe.runner.RUNNER_NAMES)
+    codes = tuple((fn, fn.__code__) for _, fn in originals + runner_originals if isinstance(fn, types.FunctionType))
+    kinds_dict = probe_dict["PROBES"]
+    kinds = tuple(kinds_dict.items())
+    positions_of = types.MappingProxyType(dict(GUARDED_EVENTS))
     log = os.open(os.path.join(results, GUARD_LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-
-    def guarded(path) -> bool:
-        if isinstance(path, int) or path is None:
-            return False
-        try:
-            text = os.fsdecode(os.fspath(path))
-        except TypeError:
-            return False
-        if not os.path.isabs(text) and io_name in text.split(os.sep):  # relative to a descriptor of the root
-            return True
-        resolved = [os.path.abspath(text), os.path.realpath(text)]
-        return any(r == root or r.startswith(root + os.sep) for r in resolved for root in roots)
-
-    def probe_intact() -> bool:
-        homes = {"probe": originals, "runner": runner_originals}
-        return (all(probe.__dict__.get(name) is value for name, value in originals.items())
-                and all(runner.__dict__.get(name) is value for name, value in runner_originals.items())
-                and all(homes[home][name].__code__ is code for (home, name), code in codes.items())
-                and dict(probe.PROBES) == kinds and probe._WATCHING == [0])  # tripwires as armed, not muted
+    getframe, lstat, readlink, getcwd, is_link, write = (sys._getframe, os.lstat, os.readlink, os.getcwd,
+                                                         _stat.S_ISLNK, os.write)
+    str_, bytes_, len_, type_, all_, any_, refuse, os_error = (str, bytes, len, type, all, any, PermissionError,
+                                                               OSError)
 
     def hook(event: str, args: tuple) -> None:
-        positions = GUARDED_EVENTS.get(event)
+        positions = positions_of.get(event)
         if positions is None:
             return
-        paths = [args[i] for i in positions if i < len(args) and guarded(args[i])]
+        paths = []
+        for i in positions:
+            raw = args[i] if i < len_(args) else None
+            text = raw if type_(raw) is str_ else (bytes_.decode(raw, "utf-8", "surrogateescape")
+                                                  if type_(raw) is bytes_ else None)
+            if text is None:
+                continue
+            if not str_.startswith(text, "/"):
+                if io_name in str_.split(text, "/"):  # relative to a descriptor of the root
+                    paths.append(text)
+                    continue
+                text = getcwd() + "/" + text
+            plain, resolved, parts, hops = [], [], [p for p in str_.split(text, "/") if p and p != "."], 0
+            for part in parts:  # the path as written, ".." taken lexically (os.path.abspath)
+                if part == "..":
+                    plain = plain[:-1]
+                else:
+                    plain.append(part)
+            while parts:  # the path with every link followed (os.path.realpath)
+                part = parts.pop(0)
+                if part == "..":
+                    resolved = resolved[:-1]
+                    continue
+                candidate = "/" + "/".join(resolved + [part])
+                try:
+                    mode = lstat(candidate).st_mode
+                except os_error:
+                    mode = 0
+                if hops < 40 and is_link(mode):
+                    hops += 1
+                    target = readlink(candidate)
+                    if str_.startswith(target, "/"):
+                        resolved = []
+                    parts = [p for p in str_.split(target, "/") if p and p != "."] + parts
+                    continue
+                resolved.append(part)
+            for candidate in ("/" + "/".join(plain), "/" + "/".join(resolved)):
+                if candidate in roots or any_(str_.startswith(candidate, prefix) for prefix in prefixes):
+                    paths.append(text)
+                    break
         if not paths:
             return
-        caller = sys._getframe(1)
-        if event == "open" and caller.f_code is record_code and probe_intact():
+        caller = getframe(1)
+        intact = (all_(probe_dict.get(name) is value for name, value in originals)
+                  and all_(runner_dict.get(name) is value for name, value in runner_originals)
+                  and all_(fn.__code__ is code for fn, code in codes)
+                  and len_(kinds_dict) == len_(kinds) and all_(kinds_dict.get(k) is v for k, v in kinds))
+        if event == "open" and caller.f_code is record_code and intact:
             return
         if (event == "os.rename" and caller.f_code is write_code and caller.f_back is not None
-                and caller.f_back.f_code is record_code and probe_intact()):
+                and caller.f_back.f_code is record_code and intact):
             return
+        line = '{"event": ' + encode_basestring_ascii(event) + ', "path": ['
         try:
-            os.write(log, (json.dumps({"event": event, "path": [os.fsdecode(os.fspath(p)) for p in paths]})
-                           + "\n").encode())
-        except OSError:
+            write(log, (line + ", ".join([encode_basestring_ascii(p) for p in paths]) + "]}\n").encode())
+        except os_error:
             pass
-        raise PermissionError(f"{event} {os.fsdecode(os.fspath(paths[0]))}: reserved to the grader")
+        raise refuse(event + " " + paths[0] + ": reserved to the grader")
 
     sys.addaudithook(hook)
     return hook
@@ -212,7 +247,7 @@ def main(data: dict) -> None:
     load_modules(data.get("modules", {}))
     probe = sys.modules.get("grading.sandbox.probe")
     if probe is not None:
-        probe.arm_tripwires()  # before any student code: every later reference reaches the wrappers
+        probe.arm_tripwires()  # before any student code
         challenge, results = os.environ.get(probe.CHALLENGE_ENV), os.environ.get(probe.RESULTS_ENV)
         if challenge and results and os.path.isdir(results):
             guard_grading_files(probe, challenge, results)

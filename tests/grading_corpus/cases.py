@@ -51,6 +51,26 @@ blob = "x" * 50_000_000
 for _ in range(48):
     display({"text/plain": blob}, raw=True)"""
 
+CLOSURE_DELEGATION = """
+import torch
+
+class Adam(OptimizerTemplate):
+    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__(params, lr)
+        kind = torch.optim.Adam
+        self.inner = kind.__new__(kind)
+        settings = dict(lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=0.0, amsgrad=False, maximize=False,
+                        foreach=None, capturable=False, differentiable=False, fused=None,
+                        decoupled_weight_decay=False)
+        torch.optim.Optimizer.__init__(self.inner, self.params, settings)
+        cells = [cell.cell_contents for cell in kind.step.__closure__]
+        self.ready = next(f for f in cells if getattr(f, "__qualname__", "") == "Adam.step")
+
+    def step(self):
+        self.ready(self.inner)
+"""
+
+
 def _strip_markers(source: str) -> str:
     """Source without the BEGIN/END SOLUTION marker lines."""
     return "\n".join(line for line in source.splitlines() if "### BEGIN SOLUTION" not in line
@@ -522,6 +542,11 @@ def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, s
     if assignment == "optimization":
         cases["delegates_to_torch"] = Case(with_cell("adam", DELEGATING_ADAM.strip()), without("adam"),
                                            flags_contain=["delegates to torch.optim", "adam called torch.optim."])
+        # the ready step dug out of its decorator's closure, run on a hand-made torch Adam: the function it
+        # reaches runs other code while the probe watches, however it was found
+        cases["delegates_through_a_closure"] = Case(with_cell("adam", CLOSURE_DELEGATION.strip()), without("adam"),
+                                                    flags_contain=["adam called torch.optim.Adam",
+                                                                   "(delegation, seen at run time)"])
     if assignment == "deeper":
         nb = with_cell("orthogonal_init", DEEPER_DELEGATING["orthogonal_init"].strip())
         cases["delegates_to_torch"] = Case(with_cell("adamw", DEEPER_DELEGATING["adamw"].strip(), nb),

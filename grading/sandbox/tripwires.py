@@ -1,0 +1,310 @@
+"""The ready implementations of the exercises compute nothing while the probe runs the student's code.
+
+Runs inside the student's kernel, armed by ``grading.sandbox.kernel_bootstrap`` before any student code. No
+wrapper stands in front of a ready implementation: while the probe watches (``WATCH_EVENT``, sent by the
+probe's own code around an exercise's runs), the function objects themselves run other code, so every reference
+to them, however it was found (a computed name, ``sys.modules``, a closure, a decorator's cell), reaches code
+that computes nothing. Their own code objects are kept by an audit hook, which Python cannot remove and no
+Python code can reach; every way to run a kept code object again (a new function, ``exec``, a copy, marshal,
+assigning it to another function) is refused for the life of the kernel, and so is re-reading their modules
+from disk and walking the garbage collector. torch's fused optimizer kernels are refused at the dispatcher, for
+every route to them (``torch._fused_adam_``, ``torch.ops.aten``, ``torch._C``).
+
+A refused call raises ``OracleRefused`` and its name is recorded in ``ORACLES_SEEN``; torch's own layers
+initializing themselves (``nn.Linear``'s constructor calls ``kaiming_uniform_``) still run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+import types
+from typing import Any, Callable, Iterable
+
+WATCH_EVENT = "course.probe.watch"  # +1 when the probe starts running an exercise's runs, -1 when it is done
+ORACLE_EVENT = "course.probe.oracle"  # sent by a ready implementation while disarmed: (args, kwargs, box)
+ORACLES_SEEN: set = set()  # names of the ready implementations called while the probe watched
+
+OBJECT_WALKS = ("gc.get_objects", "gc.get_referrers", "gc.get_referents")  # audit events of the gc module
+# how running code reaches a frame: refused while torch's own code runs a kept implementation for a layer
+FRAME_EVENTS = ("sys._getframe", "sys._current_frames", "sys.settrace", "sys.setprofile", "ctypes.dlsym",
+                "ctypes.dlopen", "ctypes.addressof", "ctypes.call_function", "ctypes.cdata", "ctypes.string_at")
+FRAME_ATTRIBUTES = ("tb_frame", "gi_frame", "cr_frame", "ag_frame")
+
+# the course library's ready implementations (its optimizer helpers also reach torch.optim's)
+COURSE_ORACLES = {"course_lib.depth": ("orthogonal_", "lsuv_", "init_weights"),
+                  "course_lib.practice": ("make_optimizer", "make_scheduler", "scheduler_factory", "schedule_values"),
+                  # the property engine's references and simulated mistakes (a correct answer among them)
+                  "course_lib.checks.optimizers": ("oracle", "simulate"),
+                  "course_lib.checks.adamw": ("oracle", "simulate"),
+                  "course_lib.checks.derivation": ("_variants", "_ratio", "_backward_product", "_relu_layer"),
+                  "course_lib.checks.deeper": ("schedule_value", "expected_schedule", "_mistake")}
+OPTIMIZER_MODULES = ("sgd", "adam", "adamw", "adamax", "nadam", "radam", "rmsprop", "adagrad", "adadelta", "asgd",
+                     "rprop", "lbfgs", "sparse_adam", "_functional")
+FUSED_KERNELS = ("_fused_adam_", "_fused_adamw_", "_fused_sgd_", "_fused_adagrad_")
+
+
+class OracleRefused(RuntimeError):
+    """A ready implementation of an exercise, called while the grader runs the student's code."""
+
+
+def refusal(name: str) -> str:
+    """What a refused ready implementation says to the student."""
+    return f"{name} is not available while the grader runs your code: the exercise asks you to implement it"
+
+
+def ready_implementations() -> list[tuple[types.FunctionType, str]]:
+    """(function, name) of every ready implementation written in Python: every function of ``torch.optim``'s
+    optimizer and scheduler classes (their bases excepted: a student's class may extend them) and of its
+    optimizer modules, ``torch.nn.init``'s named initializers and ``COURSE_ORACLES``."""
+    import torch.nn.init
+    import torch.optim
+    import torch.optim.lr_scheduler
+
+    found: dict[int, tuple[types.FunctionType, str]] = {}
+
+    def add(member: Any, label: str) -> None:
+        fn = getattr(member, "__func__", member)  # staticmethod, classmethod
+        if inspect.isfunction(fn) and id(fn) not in found:
+            found[id(fn)] = (fn, label)
+
+    schedulers = torch.optim.lr_scheduler
+    for module, base in ((torch.optim, torch.optim.Optimizer), (schedulers, schedulers.LRScheduler)):
+        for name, cls in vars(module).items():
+            if inspect.isclass(cls) and issubclass(cls, base) and cls is not base:
+                for member in vars(cls).values():
+                    add(member, f"{module.__name__}.{name}")
+    for module_name in OPTIMIZER_MODULES:  # the functional API, also where _functional re-exports it
+        module = importlib.import_module(f"torch.optim.{module_name}")
+        for fn in vars(module).values():
+            if inspect.isfunction(fn) and fn.__module__ == module.__name__:
+                add(fn, f"{fn.__module__}.{fn.__name__}")
+    for name, fn in vars(torch.nn.init).items():
+        if name.startswith(("xavier", "kaiming", "orthogonal")):
+            add(fn, f"torch.nn.init.{name}")
+    for module_name, names in COURSE_ORACLES.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for name in names:
+            add(getattr(module, name), f"{module_name}.{name}")
+    return list(found.values())
+
+
+def oracle_sources() -> list[str]:
+    """The files ready implementations are defined in (sources and bytecode): reading one would make a copy."""
+    import torch.nn.init
+    import torch.optim.lr_scheduler
+
+    modules = [torch.nn.init, torch.optim.lr_scheduler]
+    modules += [sys.modules[f"torch.optim.{m}"] for m in OPTIMIZER_MODULES if f"torch.optim.{m}" in sys.modules]
+    modules += [sys.modules[m] for m in COURSE_ORACLES if m in sys.modules]
+    files = []
+    for module in modules:
+        source = os.path.realpath(module.__file__)
+        files.append(source)
+        for level in ("", 1, 2):
+            try:
+                files.append(os.path.realpath(importlib.util.cache_from_source(source, optimization=level)))
+            except (NotImplementedError, ValueError):
+                pass
+    return files
+
+
+REFUSER = '''
+def outer():
+{cells}
+    def refused(*args, **kwargs):
+        if kwargs is None:  # never: names the original's closure cells, so that the code fits the function
+            ({free},)
+        box = []
+        __import__("sys").audit({event!r}, args, kwargs, box)
+        is_refused, value = box[0]
+        if is_refused:
+            raise value
+        return value
+    return refused
+'''
+
+
+def refuser_code(fn: types.FunctionType, label: str) -> types.CodeType:
+    """Code that asks the hook what to do (refuse, or run the kept code for torch's own layers), with the
+    same closure cells as ``fn``'s own, so that it can be put in place."""
+    free = fn.__code__.co_freevars
+    source = REFUSER.format(cells="".join(f"    {name} = None\n" for name in free) or "    pass\n",
+                            free=", ".join(free) or "None", event=ORACLE_EVENT)
+    namespace: dict = {}
+    exec(compile(source, f"<{label}, refused while graded>", "exec"), namespace)
+    return namespace["outer"]().__code__
+
+
+def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[str]:
+    """Install the hook (it cannot be removed) that disarms every ready implementation while the probe
+    watches; ``private_functions`` (the probe's own) may only ever run as themselves. Return the names armed.
+
+    While ``WATCH_EVENT`` is above zero, each ready implementation runs a refuser that raises
+    ``OracleRefused``, but for torch's layers initializing themselves (``reset_parameters``), for which the hook
+    runs the kept code; the fused kernels are refused at the dispatcher. Always refused once armed: running a
+    kept code object or a private function's code anew, re-reading the implementations' modules, walking the
+    garbage collector and other threads' frames; while the probe watches, tracing and profiling."""
+    import _thread
+
+    import torch
+    import torch.nn
+
+    # Everything the hook uses is bound here, as plain tuples, frozensets and C functions: the student's code can
+    # rewrite this module's names, classes and builtins, and must not get to run inside the hook.
+    oracles = tuple((fn, fn.__code__, refuser_code(fn, label), label) for fn, label in ready_implementations())
+    by_refuser = types.MappingProxyType({id(o[2]): o for o in oracles})
+    watch_codes = frozenset(id(fn.__code__) for fn in private_functions if fn.__name__ == "_run_all")
+    private_codes = tuple(fn.__code__ for fn in private_functions)  # held, so that their ids stay theirs
+    kept = tuple(o[1] for o in oracles) + tuple(o[2] for o in oracles) + private_codes
+    kept_ids = frozenset(id(c) for c in kept)
+    kept_names = frozenset((c.co_filename, c.co_name) for c in kept)
+    kept_bytecode = frozenset(c.co_code for c in kept)  # a copy under another name keeps it
+    internal = tuple(method.__code__ for cls in vars(torch.nn).values() if inspect.isclass(cls)
+                     and issubclass(cls, torch.nn.Module) for name in ("reset_parameters", "_reset_parameters")
+                     if inspect.isfunction(vars(cls).get(name)) for method in (vars(cls)[name],))
+    internal_ids = frozenset(id(c) for c in internal)
+    sources = oracle_sources()
+    protected_files = frozenset((st.st_dev, st.st_ino) for st in (os.stat(f) for f in sources if os.path.exists(f)))
+    protected_names = frozenset(os.path.basename(f) for f in sources)
+    fused = tuple((name if overload == "default" else f"{name}.{overload}", f"torch.{name}")
+                  for name in FUSED_KERNELS if hasattr(torch.ops.aten, name)
+                  for overload in getattr(torch.ops.aten, name).overloads())
+    labels = {o[3] for o in oracles} | {label for _, label in fused} | set(OBJECT_WALKS)
+    messages = types.MappingProxyType({label: refusal(label) for label in labels})
+    dispatch_library, new_exception = torch._C._dispatch_library, BaseException.__new__
+    seen, refused_type, refuse, type_, id_, len_ = ORACLES_SEEN, OracleRefused, PermissionError, type, id, len
+    get_ident, getframe, stat = _thread.get_ident, sys._getframe, os.stat
+    oracle_event, watch_event, walks = ORACLE_EVENT, WATCH_EVENT, frozenset(OBJECT_WALKS)
+    frame_events, frame_attributes = frozenset(FRAME_EVENTS), frozenset(FRAME_ATTRIBUTES)
+    watch_refused = frozenset({"sys.settrace", "sys.setprofile"})  # a trace rewrites running frames' variables
+    always_refused = frozenset({"sys._current_frames"})  # another thread's frames (the kernel starts debugpy's trace)
+    code_type, containers, function_type = types.CodeType, (tuple, list, set, frozenset), types.FunctionType
+    str_, bytes_, dict_, list_, int_, path_errors = str, bytes, dict, list, int, (OSError, ValueError)
+    handled = frozenset({WATCH_EVENT, ORACLE_EVENT, "function.__new__", "exec", "code.__new__", "marshal.dumps",
+                         "object.__setattr__", "object.__getattr__", "open", "os.link", "os.symlink",
+                         *OBJECT_WALKS, *FRAME_EVENTS})
+    busy: set = set()  # threads inside the hook: its own attribute reads and calls are not judged again
+    state = {"depth": 0, "internal": 0, "dispatch": None}
+
+    def refuse_fused(label: str) -> Callable:
+        message = messages[label]
+
+        def refused(*args, **kwargs):
+            seen.add(label)
+            raise new_exception(refused_type, message)
+
+        return refused
+
+    fused_refusers = tuple((qualname, refuse_fused(label)) for qualname, label in fused)
+
+    def hook(event: str, args: tuple) -> None:
+        if event not in handled:
+            return
+        me = get_ident()
+        if me in busy:
+            return
+        busy.add(me)
+        try:
+            if event == oracle_event:
+                caller = getframe(1)
+                oracle = by_refuser.get(id_(caller.f_code))
+                if oracle is None or oracle[2] is not caller.f_code or type_(args[2]) is not list_:
+                    raise refuse("course.probe.oracle: reserved to the grader")
+                call_args, call_kwargs, box = args
+                outer = caller.f_back
+                if outer is None or id_(outer.f_code) not in internal_ids:
+                    seen.add(oracle[3])
+                    box.append((True, new_exception(refused_type, messages[oracle[3]])))
+                    return
+                fn = oracle[0]  # torch's layer initializing itself: the kept code, no frame reachable meanwhile
+                kept_fn = function_type(oracle[1], fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+                kept_fn.__kwdefaults__ = fn.__kwdefaults__
+                busy.discard(me)
+                state["internal"] += 1
+                try:
+                    box.append((False, kept_fn(*call_args, **call_kwargs)))
+                finally:
+                    state["internal"] -= 1
+                    busy.add(me)
+            elif event == watch_event:
+                if id_(getframe(1).f_code) not in watch_codes or len_(args) != 1 or type_(args[0]) is not int_:
+                    raise refuse("course.probe.watch: reserved to the grader")
+                step = args[0]
+                state["depth"] += step
+                if step == 1 and state["depth"] == 1:
+                    for oracle in oracles:
+                        oracle[0].__code__ = oracle[2]
+                    state["dispatch"] = handle = dispatch_library("IMPL", "aten", "", "<grading tripwires>", 0)
+                    for qualname, refused in fused_refusers:
+                        handle.impl(qualname, "CPU", refused, False)
+                        handle.impl(qualname, "CUDA", refused, False)
+                elif step == -1 and state["depth"] == 0:
+                    for oracle in oracles:
+                        oracle[0].__code__ = oracle[1]
+                    state["dispatch"].reset()
+                    state["dispatch"] = None
+            elif event in walks:
+                if state["depth"]:
+                    seen.add(event)
+                    raise new_exception(refused_type, messages[event])
+                raise refuse("walking the garbage collector is not available in a graded notebook")
+            elif event == "function.__new__" or event == "exec":
+                if id_(args[0]) in kept_ids:
+                    raise refuse("this code runs only as the function it belongs to")
+            elif event == "code.__new__":
+                if ((type_(args[0]) is bytes_ and args[0] in kept_bytecode)
+                        or (type_(args[1]) is str_ and type_(args[2]) is str_ and (args[1], args[2]) in kept_names)):
+                    raise refuse("a ready implementation's code is not copied in a graded notebook")
+            elif event == "marshal.dumps":
+                pending, looked = [args[0]], 0
+                while pending and looked < 100000:  # a kept code object, or one inside: what marshal would copy
+                    value = pending.pop()
+                    looked += 1
+                    kind = type_(value)
+                    if id_(value) in kept_ids:
+                        raise refuse("a ready implementation's code is not copied in a graded notebook")
+                    if kind is code_type:
+                        pending.extend(value.co_consts)
+                    elif kind in containers:
+                        pending.extend(value)
+                    elif kind is dict_:
+                        pending.extend(dict_.keys(value))
+                        pending.extend(dict_.values(value))
+            elif event == "object.__setattr__":
+                if len_(args) > 2 and args[1] == "__code__" and id_(args[2]) in kept_ids:
+                    raise refuse("this code runs only as the function it belongs to")
+            elif event == "object.__getattr__":
+                name = args[1] if len_(args) > 1 and type_(args[1]) is str_ else None
+                if name in frame_attributes and state["internal"]:
+                    raise refuse("no frame is reachable while torch initializes a layer")
+            elif event in frame_events:
+                if state["internal"] or event in always_refused or (state["depth"] and event in watch_refused):
+                    raise refuse("other frames than your own are not reachable in a graded notebook")
+            elif len_(args) and type_(args[0]) in (str_, bytes_):  # open, os.link, os.symlink
+                text = args[0] if type_(args[0]) is str_ else bytes_.decode(args[0], "utf-8", "surrogateescape")
+                if not (str_.endswith(text, ".py") or str_.endswith(text, ".pyc")):
+                    return
+                named = str_.rpartition(text, "/")[2] in protected_names
+                if named and not str_.startswith(text, "/"):  # relative, maybe to a descriptor of torch's folder
+                    raise refuse("a ready implementation's source is not read in a graded notebook")
+                try:
+                    st = stat(text)
+                except path_errors:
+                    return
+                if (st.st_dev, st.st_ino) in protected_files:
+                    raise refuse("a ready implementation's source is not read in a graded notebook")
+        finally:
+            busy.discard(me)
+
+    sys.addaudithook(hook)
+    return sorted({o[3] for o in oracles} | {label for _, label in fused})
+
+
+__all__ = ["arm_tripwires", "refusal", "OracleRefused", "ORACLES_SEEN", "WATCH_EVENT", "ready_implementations"]

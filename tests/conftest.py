@@ -57,6 +57,25 @@ def _seed_each_test():
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
 
 
+def host_listener() -> socket.socket:
+    """A listening socket on the host's 127.0.0.1, on a port below the ephemeral range.
+
+    A sandboxed kernel has listeners of its own on ephemeral ports (ipykernel's iopub pipe binds
+    127.0.0.1:*), so a host port from that range could name one of them and a connection from the
+    kernel would succeed without reaching the host."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in range(low - 1, 1024, -1):
+        listener = socket.socket()
+        try:
+            listener.bind(("127.0.0.1", port))
+        except OSError:
+            listener.close()
+            continue
+        listener.listen()
+        return listener
+    raise OSError("no free port below the ephemeral range")
+
+
 def postgres_skip_reason() -> str:
     """Why PostgreSQL tests cannot run here ('' when they can)."""
     from grading.sandbox.launcher import bwrap_available

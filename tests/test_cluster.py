@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ import nbformat
 import psutil
 import pytest
 import yaml
-from conftest import postgres_skip_reason
+from conftest import host_listener, postgres_skip_reason
 from grading_corpus.cases import build_corpus
 
 from grading import api
@@ -105,8 +104,7 @@ def dask_cluster(tmp_path_factory):
 
 def write_batch(root: Path, names=CASES) -> tuple[Path, dict]:
     """The chosen corpus cases as a folder of submissions, plus a file that is not a notebook."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
+    listener = host_listener()
     secrets = {"paths": [str(REPO_ROOT / "grading" / "judging")], "port": listener.getsockname()[1]}
     listener.close()
     other = next(a for a in ASSIGNMENTS if a != ASSIGNMENT)

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import host_listener
 from grading_corpus.cases import build_corpus
 
 from grading import api, grade
@@ -82,9 +82,7 @@ def grade_corpus(assignment: str, root: Path, canary_dir: Path, names=None, db_u
                  files=None, **settings) -> dict:
     """Write the corpus to folders, grade it through grading.api, return cases, rows and paths."""
     ws = root / "ws"
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
+    listener = host_listener()
     secrets = {"paths": [str(REPO_ROOT / "grading" / "judging" / "core.py"), str(ws / "gradebook.db"),
                          str(source_notebook(assignment)),
                          str(ws / "submitted" / "reference" / assignment / f"{assignment}.ipynb")],
@@ -119,6 +117,9 @@ def grade_corpus(assignment: str, root: Path, canary_dir: Path, names=None, db_u
     config = GradingSettings(workspace=ws, db_url=db_url, canary_dir=canary_dir, **{**CORPUS_SETTINGS, **settings})
     try:
         report = api.grade(assignment, subs, config)
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):  # no kernel reached the host's listener
+            listener.accept()
     finally:
         listener.close()
     rows = read_csv(ws / f"grades_{assignment}.csv")

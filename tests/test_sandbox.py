@@ -471,9 +471,9 @@ print(json.dumps(res))
 @needs_cgroups
 def test_no_network_to_host(shared):
     """A listener on the host's 127.0.0.1 cannot be reached from the kernel."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(1)
+    from conftest import host_listener  # here: HOLDER's process imports this module without tests/ on its path
+
+    with host_listener() as server:
         server.settimeout(0.5)
         port = server.getsockname()[1]
         out = shared.run(f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"

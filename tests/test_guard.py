@@ -55,6 +55,27 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+# An exercise is recorded once per kernel: each record of these scripts runs in a child process of its own
+RECORDED = textwrap.dedent('''
+    def recorded(exercise, obj):
+        """The oracles and errors of one record of ``exercise``, made in a forked child."""
+        path = os.path.join(os.environ[probe.RESULTS_ENV], f"{exercise}.safetensors")
+        if os.path.exists(path):
+            os.remove(path)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                probe.record(exercise, obj)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        with open(path, "rb") as f:
+            header = f.read(8)
+            meta = json.loads(f.read(int.from_bytes(header, "little")))["__metadata__"]
+        return {"oracles": json.loads(meta["oracles"]), "errors": sorted(set(json.loads(meta["errors"]).values()))}
+''')
+
+
 def _run_probed(script: str, io: Path, challenge: dict) -> dict:
     """Run ``script`` in a fresh Python with a challenge and a results folder as a grading kernel has them;
     return the JSON object its last line prints."""
@@ -197,6 +218,22 @@ TRIPWIRES = textwrap.dedent('''
             import gc
             gc.get_objects()
 
+    class HookFrame(OptimizerTemplate):  # the hook's variables, from the traceback of something it refused
+        def __init__(self, params, lr):
+            super().__init__(params, lr)
+            try:
+                gc.get_objects()
+            except Exception as error:
+                tb = error.__traceback__
+                while tb.tb_next:
+                    tb = tb.tb_next
+                if "state" in tb.tb_frame.f_locals:  # the dispatcher's overrides, undone
+                    tb.tb_frame.f_locals["state"]["dispatch"].reset()
+
+        def update_param(self, p):
+            torch._fused_sgd_([p], [p.grad], [], weight_decay=0.0, momentum=0.0, lr=self.lr, dampening=0.0,
+                              nesterov=False, maximize=False, is_first_step=True)
+
     outside = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)  # the grader's own use: allowed
     outside.step()
     import gc
@@ -217,19 +254,52 @@ TRIPWIRES = textwrap.dedent('''
     attempt("marshal the code", lambda: __import__("marshal").dumps((1, [ready_code])))
     attempt("run the code", lambda: exec(ready_code))
     attempt("set the code", lambda: setattr(lambda *a, **k: 0, "__code__", ready_code))
+    attempt("trace", lambda: sys.settrace(lambda *args: None))  # it would see the probe's frames
+    attempt("profile", lambda: sys.setprofile(lambda *args: None))
+    # PEP 523: a callback before every frame, which may run other code in its place (torch.compile's machinery)
+    attempt("frame evaluation", lambda: torch._C._dynamo.eval_frame.set_eval_frame(lambda *args: None))
     seen = {k: v for k, v in seen.items() if not k.endswith(" traceback")}
     from grading.sandbox import tripwires
     tripwires.WATCH_EVENT = tripwires.ORACLE_EVENT = "rewritten"  # the hook holds its own names
     tripwires.refusal = lambda name: "forged"
     for name, cls in (("honest", Honest), ("computed name", ComputedName), ("functional", Functional),
                       ("unwrapped", Unwrapped), ("fused", Fused), ("garbage collector", Walker),
-                      ("closure", Closure), ("aten", Aten), ("saved code", SavedCode)):
-        probe.record("sgd", cls)
-        with open(os.path.join(os.environ[probe.RESULTS_ENV], "sgd.safetensors"), "rb") as f:
-            header = f.read(8)
-            meta = json.loads(f.read(int.from_bytes(header, "little")))["__metadata__"]
-        errors = set(json.loads(meta["errors"]).values())
-        seen[name] = {"oracles": json.loads(meta["oracles"]), "errors": sorted(errors)}
+                      ("closure", Closure), ("aten", Aten), ("saved code", SavedCode), ("hook frame", HookFrame)):
+        seen[name] = recorded("sgd", cls)
+    try:
+        gc.get_objects()
+    except PermissionError as error:  # the hook's variables, from the traceback of what it refused
+        tb = error.__traceback__
+        while tb.tb_next:
+            tb = tb.tb_next
+        seen["hook variables"] = sorted(tb.tb_frame.f_locals)
+    late = []
+
+    def late_oracle(phase, info):  # a collection while the probe holds the challenge, outside the student's runs
+        stack, frame, record_frame = [], sys._getframe(1), None
+        while frame is not None:
+            stack.append(frame.f_code.co_name)
+            record_frame = frame if frame.f_code.co_name == "record" else record_frame
+            frame = frame.f_back
+        holds_challenge = record_frame is not None and "challenge" in record_frame.f_locals
+        if phase == "start" and holds_challenge and "_run_all" not in stack and len(late) < 3:
+            try:
+                torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+                late.append("allowed")
+            except Exception as error:
+                late.append(type(error).__name__)
+
+    gc.callbacks.append(late_oracle)
+    thresholds = gc.get_threshold()
+    gc.set_threshold(1)
+    probe.record("sgd", Honest)
+    gc.set_threshold(*thresholds)
+    gc.callbacks.remove(late_oracle)
+    seen["late"] = late
+    results = os.path.join(os.environ[probe.RESULTS_ENV], "sgd.safetensors")
+    os.remove(results)
+    probe.record("sgd", Honest)  # once per kernel: a second run would meet the same inputs
+    seen["recorded twice"] = os.path.exists(results)
     seen["outside after the probe"] = bool(torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1).step() or 1)
     print(json.dumps(seen))
 ''')
@@ -273,12 +343,7 @@ INIT_TRIPWIRES = textwrap.dedent('''
     seen = {}
     for name, fn in (("own layers", own_layers), ("course helper", course_helper), ("torch ready", torch_ready),
                      ("forged caller", forged_caller)):
-        probe.record("xavier_init", fn)
-        with open(os.path.join(os.environ[probe.RESULTS_ENV], "xavier_init.safetensors"), "rb") as f:
-            header = f.read(8)
-            meta = json.loads(f.read(int.from_bytes(header, "little")))["__metadata__"]
-        errors = sorted(set(json.loads(meta["errors"]).values()))
-        seen[name] = {"oracles": json.loads(meta["oracles"]), "errors": errors}
+        seen[name] = recorded("xavier_init", fn)
     print(json.dumps(seen))
 ''')
 
@@ -287,14 +352,22 @@ def test_tripwires_refuse_delegation_by_any_spelling_and_nothing_else(tmp_path: 
     """Armed before student code, torch.optim reached while the probe runs the student's class, by a computed
     name, sys.modules, the fused kernel (also through torch.ops.aten), a decorator's closure or the garbage
     collector, computes nothing and is recorded; its code, read before the probe, runs nowhere else; its source is
-    not read again; rewriting the tripwires module's names changes nothing. An honest class, and
-    torch.optim used outside the probe (before and after), are left alone."""
-    seen = _run_probed(TRIPWIRES, tmp_path / "io", make_challenge("optimization", 5))
+    not read again; rewriting the tripwires module's names changes nothing. No trace, profile or frame evaluation
+    callback can be installed; the hook's frame from a refusal's traceback shows no variables (its dispatcher
+    overrides stay); a collection's callback while the probe holds the challenge finds torch.optim disarmed; an
+    exercise is recorded once. An honest class, and torch.optim used outside the probe (before and after), are
+    left alone."""
+    seen = _run_probed(RECORDED + TRIPWIRES, tmp_path / "io", make_challenge("optimization", 5))
     assert seen.pop("honest") == {"oracles": [], "errors": []}
+    assert seen.pop("hook variables") == []
+    assert seen.pop("recorded twice") is False
+    assert seen.pop("late") == ["OracleRefused"] * 3
     assert seen.pop("outside after the probe") is True
     for attack in ("gc outside the probe", "read sgd.py", "reload sgd", "copy the code", "marshal the code",
-                   "run the code", "set the code"):
+                   "run the code", "set the code", "trace", "profile", "frame evaluation"):
         assert seen.pop(attack) == "refused", attack
+    assert seen.pop("hook frame") == {"oracles": ["gc.get_objects", "torch._fused_sgd_"],
+                                      "errors": [f"OracleRefused: {refusal('torch._fused_sgd_')}"]}
     saved = seen.pop("saved code")
     assert saved["oracles"] == [] and saved["errors"] == [
         "PermissionError: this code runs only as the function it belongs to"]
@@ -311,7 +384,7 @@ def test_initializer_tripwires_refuse_torch_and_the_course_library(tmp_path: Pat
     """While the probe runs an initializer, torch's named initializers and the course library's helpers are
     refused, also from a function compiled under torch's name and file name; nn.Linear's own constructor (which
     calls kaiming_uniform_) and the samplers are not."""
-    seen = _run_probed(INIT_TRIPWIRES, tmp_path / "io", make_challenge("initialization", 5))
+    seen = _run_probed(RECORDED + INIT_TRIPWIRES, tmp_path / "io", make_challenge("initialization", 5))
     assert seen["own layers"] == {"oracles": [], "errors": []}
     assert seen["course helper"] == {"oracles": ["course_lib.depth.init_weights"],
                                      "errors": [f"OracleRefused: {refusal('course_lib.depth.init_weights')}"]}
@@ -330,21 +403,15 @@ ENGINE_TRIPWIRES = textwrap.dedent('''
     def from_the_engine(weight, grad_output):  # the grader's own reference for the product
         return float(derivation._backward_product(weight, grad_output).var() / grad_output.var())
 
-    probe.record("backward_variance_ratio", from_the_engine)
-    with open(os.path.join(os.environ[probe.RESULTS_ENV], "backward_variance_ratio.safetensors"), "rb") as f:
-        header = f.read(8)
-        meta = json.loads(f.read(int.from_bytes(header, "little")))["__metadata__"]
+    engine = recorded("backward_variance_ratio", from_the_engine)
     held = derivation._backward_product  # a reference taken before the probe: the same function, disarmed
 
     def held_reference(weight, grad_output, product=held):
         return float(product(weight, grad_output).var() / grad_output.var())
 
-    probe.record("backward_variance_ratio", held_reference)
-    with open(os.path.join(os.environ[probe.RESULTS_ENV], "backward_variance_ratio.safetensors"), "rb") as f:
-        header = f.read(8)
-        kept = json.loads(f.read(int.from_bytes(header, "little")))["__metadata__"]
-    print(json.dumps({"wired": wired, "oracles": json.loads(meta["oracles"]), "kept": json.loads(kept["oracles"]),
-                      "errors": sorted(set(json.loads(meta["errors"]).values()))}))
+    kept = recorded("backward_variance_ratio", held_reference)
+    print(json.dumps({"wired": wired, "oracles": engine["oracles"], "kept": kept["oracles"],
+                      "errors": engine["errors"]}))
 ''')
 
 
@@ -352,7 +419,7 @@ def test_the_property_engines_references_are_refused_while_probed(tmp_path: Path
     """course_lib.checks ships with the student package (for the self-check): its references and simulated
     mistakes are disarmed like torch.optim, so an answer that calls them computes nothing while graded, also
     through a reference taken before the probe ran."""
-    seen = _run_probed(ENGINE_TRIPWIRES, tmp_path / "io", make_challenge("initialization", 6))
+    seen = _run_probed(RECORDED + ENGINE_TRIPWIRES, tmp_path / "io", make_challenge("initialization", 6))
     assert {"course_lib.checks.optimizers.simulate", "course_lib.checks.optimizers.oracle",
             "course_lib.checks.adamw.simulate", "course_lib.checks.deeper.schedule_value",
             "course_lib.checks.derivation._variants"} <= set(seen["wired"])

@@ -45,12 +45,8 @@ PROBES = RUNNERS  # the runner of each kind of exercise (course_lib.checks.runne
 
 
 def _run_all(obj: Any, spec: Dict[str, Any], seed: int) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
-    """Every run of one exercise on the student's code, the ready implementations disarmed meanwhile."""
-    _audit(WATCH_EVENT, 1)
-    try:
-        return runner.run_exercise(obj, spec, seed)
-    finally:
-        _audit(WATCH_EVENT, -1)
+    """Every run of one exercise on the student's code (``record`` keeps the ready implementations disarmed)."""
+    return runner.run_exercise(obj, spec, seed)
 
 
 def _write(path: str, tensors: Dict[str, torch.Tensor], metadata: Dict[str, str]) -> None:
@@ -63,40 +59,48 @@ def _write(path: str, tensors: Dict[str, torch.Tensor], metadata: Dict[str, str]
 
 
 def record(exercise: str, obj: Any) -> None:
-    """Feed ``obj`` the grader's inputs for ``exercise`` and record its outputs; a no-op outside grading.
+    """Feed ``obj`` the grader's inputs for ``exercise`` and record its outputs; a no-op outside grading, and
+    for an exercise recorded before in this kernel (the tripwires refuse a second watch of it).
 
     It never raises, but for the interrupt that the cell's time limit sends: once the finished runs are
     written, that goes on, so the cell stops (its visible tests would hang the same way) and the next runs.
     """
-    errors: Dict[str, str] = {}
-    interrupted = False  # an interrupt that reached a broad handler below is still the cell's time limit
+    try:  # from here on, the ready implementations compute nothing (grading.sandbox.tripwires)
+        _audit(WATCH_EVENT, 1, exercise)
+    except PermissionError:  # recorded before in this kernel: a second run would meet the same inputs
+        return
     try:
-        challenge_path = os.environ.get(CHALLENGE_ENV)
-        results_dir = os.environ.get(RESULTS_ENV)
-        if not challenge_path or not results_dir:
-            return
-        with open(challenge_path, encoding="utf-8") as f:
-            challenge = json.load(f)
-        spec = challenge["exercises"].get(exercise)
-        if spec is None:
-            return
-        path = os.path.join(results_dir, f"{exercise}.safetensors")
-        threads = torch.get_num_threads()
+        errors: Dict[str, str] = {}
+        interrupted = False  # an interrupt that reached a broad handler below is still the cell's time limit
         try:
-            torch.set_num_threads(1)  # small tensors: more threads only contend
-            ORACLES_SEEN.clear()
-            tensors, errors = _run_all(obj, spec, int(challenge.get("seed", 0)) % 2**31)
-            metadata = runner.run_metadata(exercise, errors, ORACLES_SEEN)
-        except BaseException as error:  # noqa: B036
-            tensors, metadata = {}, {"exercise": exercise, "status": "error", "error": error_text(error)}
-            interrupted = isinstance(error, KeyboardInterrupt)
-        finally:
-            torch.set_num_threads(threads)
-        _write(path, tensors, metadata)
-    except BaseException as error:  # noqa: B036 - never raise into the student's notebook
-        interrupted = interrupted or isinstance(error, KeyboardInterrupt)
-    if interrupted or INTERRUPTED in errors.values():
-        raise KeyboardInterrupt
+            challenge_path = os.environ.get(CHALLENGE_ENV)
+            results_dir = os.environ.get(RESULTS_ENV)
+            if not challenge_path or not results_dir:
+                return
+            with open(challenge_path, encoding="utf-8") as f:
+                challenge = json.load(f)
+            spec = challenge["exercises"].get(exercise)
+            if spec is None:
+                return
+            path = os.path.join(results_dir, f"{exercise}.safetensors")
+            threads = torch.get_num_threads()
+            try:
+                torch.set_num_threads(1)  # small tensors: more threads only contend
+                ORACLES_SEEN.clear()
+                tensors, errors = _run_all(obj, spec, int(challenge.get("seed", 0)) % 2**31)
+                metadata = runner.run_metadata(exercise, errors, ORACLES_SEEN)
+            except BaseException as error:  # noqa: B036
+                tensors, metadata = {}, {"exercise": exercise, "status": "error", "error": error_text(error)}
+                interrupted = isinstance(error, KeyboardInterrupt)
+            finally:
+                torch.set_num_threads(threads)
+            _write(path, tensors, metadata)
+        except BaseException as error:  # noqa: B036 - never raise into the student's notebook
+            interrupted = interrupted or isinstance(error, KeyboardInterrupt)
+        if interrupted or INTERRUPTED in errors.values():
+            raise KeyboardInterrupt
+    finally:
+        _audit(WATCH_EVENT, -1, exercise)
 
 
 __all__ = ["record", "encode_tensor", "decode_tensor", "arm_tripwires", "ORACLES_SEEN", "OracleRefused", "refusal"]

@@ -1,14 +1,18 @@
 """The ready implementations of the exercises compute nothing while the probe runs the student's code.
 
 Runs inside the student's kernel, armed by ``grading.sandbox.kernel_bootstrap`` before any student code. No
-wrapper stands in front of a ready implementation: while the probe watches (``WATCH_EVENT``, sent by the
-probe's own code around an exercise's runs), the function objects themselves run other code, so every reference
-to them, however it was found (a computed name, ``sys.modules``, a closure, a decorator's cell), reaches code
-that computes nothing. Their own code objects are kept by an audit hook, which Python cannot remove and no
-Python code can reach; every way to run a kept code object again (a new function, ``exec``, a copy, marshal,
-assigning it to another function) is refused for the life of the kernel, and so is re-reading their modules
-from disk and walking the garbage collector. torch's fused optimizer kernels are refused at the dispatcher, for
-every route to them (``torch._fused_adam_``, ``torch.ops.aten``, ``torch._C``).
+wrapper stands in front of a ready implementation: while the probe watches (``WATCH_EVENT``, sent by the probe's
+``record`` from its first line to its last, so before it reads the challenge and after it writes the result),
+the function objects themselves run other code, so every reference to them, however it was found (a computed
+name, ``sys.modules``, a closure, a decorator's cell), reaches code that computes nothing. Their own code
+objects are kept by an audit hook, which Python cannot remove; every way to run a kept code object again (a new
+function, ``exec``, a copy, marshal, assigning it to another function) is refused for the life of the kernel,
+and so are re-reading their modules from disk, walking the garbage collector, tracing or profiling (a trace
+function sees every frame) and a frame evaluation callback (torch's ``set_eval_frame``, PEP 523). The hook's
+own frame, reached through the traceback of something it refused, is shown without its variables. torch's
+fused optimizer kernels are refused at the dispatcher, for every route to them (``torch._fused_adam_``,
+``torch.ops.aten``, ``torch._C``). An exercise is recorded once per kernel: a second run would meet the same
+inputs, whose answers the student's code could have computed with the ready implementations in between.
 
 A refused call raises ``OracleRefused`` and its name is recorded in ``ORACLES_SEEN``; torch's own layers
 initializing themselves (``nn.Linear``'s constructor calls ``kaiming_uniform_``) still run.
@@ -26,6 +30,7 @@ from typing import Any, Callable, Iterable
 
 WATCH_EVENT = "course.probe.watch"  # +1 when the probe starts running an exercise's runs, -1 when it is done
 ORACLE_EVENT = "course.probe.oracle"  # sent by a ready implementation while disarmed: (args, kwargs, box)
+EVAL_FRAME_EVENT = "course.eval_frame"  # sent by the stand-in for torch's set_eval_frame: (callback, box)
 ORACLES_SEEN: set = set()  # names of the ready implementations called while the probe watched
 
 OBJECT_WALKS = ("gc.get_objects", "gc.get_referrers", "gc.get_referents")  # audit events of the gc module
@@ -142,6 +147,30 @@ def refuser_code(fn: types.FunctionType, label: str) -> types.CodeType:
     return namespace["outer"]().__code__
 
 
+def _eval_frame_setter() -> Callable | None:
+    """torch's ``set_eval_frame`` (PEP 523: a callback that runs before every frame and may swap its code)."""
+    import torch
+
+    module = getattr(getattr(torch._C, "_dynamo", None), "eval_frame", None)
+    return getattr(module, "set_eval_frame", None)
+
+
+def _guard_eval_frame(original: Callable) -> Callable:
+    """Put a stand-in for torch's ``set_eval_frame`` in its module: the hook lets it switch the callback off,
+    never on. The original is held by the hook only."""
+    import torch
+
+    audit, event = sys.audit, EVAL_FRAME_EVENT
+
+    def set_eval_frame(callback):
+        box: list = []
+        audit(event, callback, box)
+        return box[0]
+
+    torch._C._dynamo.eval_frame.set_eval_frame = set_eval_frame
+    return set_eval_frame
+
+
 def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[str]:
     """Install the hook (it cannot be removed) that disarms every ready implementation while the probe
     watches; ``private_functions`` (the probe's own) may only ever run as themselves. Return the names armed.
@@ -150,8 +179,10 @@ def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[
     ``OracleRefused``, but for torch's layers initializing themselves (``reset_parameters``), for which the hook
     runs the kept code; the fused kernels are refused at the dispatcher. Always refused once armed: running a
     kept code object or a private function's code anew, re-reading the implementations' modules, walking the
-    garbage collector and other threads' frames; while the probe watches, tracing and profiling."""
+    garbage collector, other threads' frames, tracing and profiling. The hook's own frame, reached through the
+    traceback of something it refused, is shown without its variables."""
     import _thread
+    import gc
 
     import torch
     import torch.nn
@@ -160,7 +191,7 @@ def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[
     # rewrite this module's names, classes and builtins, and must not get to run inside the hook.
     oracles = tuple((fn, fn.__code__, refuser_code(fn, label), label) for fn, label in ready_implementations())
     by_refuser = types.MappingProxyType({id(o[2]): o for o in oracles})
-    watch_codes = frozenset(id(fn.__code__) for fn in private_functions if fn.__name__ == "_run_all")
+    watch_codes = frozenset(id(fn.__code__) for fn in private_functions if fn.__name__ == "record")
     private_codes = tuple(fn.__code__ for fn in private_functions)  # held, so that their ids stay theirs
     kept = tuple(o[1] for o in oracles) + tuple(o[2] for o in oracles) + private_codes
     kept_ids = frozenset(id(c) for c in kept)
@@ -183,15 +214,20 @@ def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[
     get_ident, getframe, stat = _thread.get_ident, sys._getframe, os.stat
     oracle_event, watch_event, walks = ORACLE_EVENT, WATCH_EVENT, frozenset(OBJECT_WALKS)
     frame_events, frame_attributes = frozenset(FRAME_EVENTS), frozenset(FRAME_ATTRIBUTES)
-    watch_refused = frozenset({"sys.settrace", "sys.setprofile"})  # a trace rewrites running frames' variables
-    always_refused = frozenset({"sys._current_frames"})  # another thread's frames (the kernel starts debugpy's trace)
+    # a trace or profile function sees (and rewrites) every frame, the probe's included; other threads' frames
+    always_refused = frozenset({"sys.settrace", "sys.setprofile", "sys._current_frames"})
+    traceback_type, frame_clear = types.TracebackType, types.FrameType.clear
+    own_code: list = []  # the hook's code: its frames, reached through a refusal's traceback, lose their variables
     code_type, containers, function_type = types.CodeType, (tuple, list, set, frozenset), types.FunctionType
     str_, bytes_, dict_, list_, int_, path_errors = str, bytes, dict, list, int, (OSError, ValueError)
-    handled = frozenset({WATCH_EVENT, ORACLE_EVENT, "function.__new__", "exec", "code.__new__", "marshal.dumps",
-                         "object.__setattr__", "object.__getattr__", "open", "os.link", "os.symlink",
+    handled = frozenset({WATCH_EVENT, ORACLE_EVENT, EVAL_FRAME_EVENT, "function.__new__", "exec", "code.__new__",
+                         "marshal.dumps", "object.__setattr__", "object.__getattr__", "open", "os.link", "os.symlink",
                          *OBJECT_WALKS, *FRAME_EVENTS})
     busy: set = set()  # threads inside the hook: its own attribute reads and calls are not judged again
     state = {"depth": 0, "internal": 0, "dispatch": None}
+    watched: set = set()  # exercises recorded in this kernel: each once, so its inputs never meet a second run
+    gc_enabled, gc_disable, gc_enable = gc.isenabled, gc.disable, gc.enable
+    eval_frame_event, set_eval_frame, eval_frame_code = EVAL_FRAME_EVENT, _eval_frame_setter(), []
 
     def refuse_fused(label: str) -> Callable:
         message = messages[label]
@@ -211,6 +247,8 @@ def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[
         if me in busy:
             return
         busy.add(me)
+        collecting = gc_enabled()  # no collection inside the hook: it would run finalizers, the student's too
+        gc_disable()
         try:
             if event == oracle_event:
                 caller = getframe(1)
@@ -234,9 +272,14 @@ def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[
                     state["internal"] -= 1
                     busy.add(me)
             elif event == watch_event:
-                if id_(getframe(1).f_code) not in watch_codes or len_(args) != 1 or type_(args[0]) is not int_:
+                if (id_(getframe(1).f_code) not in watch_codes or len_(args) != 2 or type_(args[0]) is not int_
+                        or type_(args[1]) is not str_):
                     raise refuse("course.probe.watch: reserved to the grader")
-                step = args[0]
+                step, exercise = args
+                if step == 1:
+                    if exercise in watched:
+                        raise refuse(f"{exercise} was recorded already in this kernel")
+                    watched.add(exercise)
                 state["depth"] += step
                 if step == 1 and state["depth"] == 1:
                     for oracle in oracles:
@@ -277,15 +320,29 @@ def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[
                     elif kind is dict_:
                         pending.extend(dict_.keys(value))
                         pending.extend(dict_.values(value))
+            elif event == eval_frame_event:
+                if (not eval_frame_code or getframe(1).f_code is not eval_frame_code[0] or len_(args) != 2
+                        or type_(args[1]) is not list_):
+                    raise refuse("course.eval_frame: reserved to the grader")
+                if args[0] is not None and type_(args[0]) is not bool:  # None, False: torch switching it off
+                    raise refuse("a frame evaluation callback (torch.compile's) is not available in a graded notebook")
+                args[1].append(set_eval_frame(args[0]))
             elif event == "object.__setattr__":
-                if len_(args) > 2 and args[1] == "__code__" and id_(args[2]) in kept_ids:
+                if len_(args) > 2 and type_(args[1]) is str_ and args[1] == "__code__" and id_(args[2]) in kept_ids:
                     raise refuse("this code runs only as the function it belongs to")
             elif event == "object.__getattr__":
                 name = args[1] if len_(args) > 1 and type_(args[1]) is str_ else None
                 if name in frame_attributes and state["internal"]:
                     raise refuse("no frame is reachable while torch initializes a layer")
+                if name == "tb_frame" and type_(args[0]) is traceback_type:
+                    frame = args[0].tb_frame  # the hook's own, when it refused something: shown without its variables
+                    if frame.f_code is own_code[0]:
+                        try:
+                            frame_clear(frame)
+                        except RuntimeError:
+                            raise refuse("no frame is reachable while torch initializes a layer") from None
             elif event in frame_events:
-                if state["internal"] or event in always_refused or (state["depth"] and event in watch_refused):
+                if state["internal"] or event in always_refused:
                     raise refuse("other frames than your own are not reachable in a graded notebook")
             elif len_(args) and type_(args[0]) in (str_, bytes_):  # open, os.link, os.symlink
                 text = args[0] if type_(args[0]) is str_ else bytes_.decode(args[0], "utf-8", "surrogateescape")
@@ -301,8 +358,13 @@ def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[
                 if (st.st_dev, st.st_ino) in protected_files:
                     raise refuse("a ready implementation's source is not read in a graded notebook")
         finally:
+            if collecting:
+                gc_enable()
             busy.discard(me)
 
+    own_code.append(hook.__code__)
+    if set_eval_frame is not None:
+        eval_frame_code.append(_guard_eval_frame(set_eval_frame).__code__)
     sys.addaudithook(hook)
     return sorted({o[3] for o in oracles} | {label for _, label in fused})
 

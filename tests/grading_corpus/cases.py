@@ -71,6 +71,85 @@ class Adam(OptimizerTemplate):
 """
 
 
+# Adam that, graded, keeps the grader's inputs and moves nothing. Right after the probe, while the test cell
+# prints (sys.stdout is the student's), torch.optim armed again computes torch's answers for those inputs and
+# the exercise is recorded a second time with a class that replays them: the grader's gradients do not depend
+# on the parameters. Recorded once per kernel, the second record writes nothing.
+REPLAY_AFTER_THE_PROBE = """
+import sys
+import traceback
+
+import torch
+from grading.sandbox.probe import record
+
+SEEN, ANSWERS = [], {}
+
+
+def _key(params, settings):
+    return tuple(p.detach().numpy().tobytes() for p in params) + tuple(sorted(settings.items()))
+
+
+def _graded():
+    return any(frame.name == "record" for frame in traceback.extract_stack())
+
+
+def _replay():
+    for run in SEEN:
+        params = [torch.nn.Parameter(p.clone()) for p in run.start]
+        s = run.settings
+        ready = torch.optim.Adam(params, lr=s["lr"], betas=(s["beta1"], s["beta2"]), eps=s["eps"])
+        paths = [[] for _ in params]
+        for grads in run.grads:
+            for p, g in zip(params, grads):
+                p.grad = g
+            ready.step()
+            for path, p in zip(paths, params):
+                path.append(p.detach().clone())
+        ANSWERS[_key(run.start, s)] = paths
+    record("adam", Replay)
+
+
+class _Printed:
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text):
+        if SEEN and not ANSWERS and not _graded():
+            _replay()
+        return self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+sys.stdout = _Printed(sys.stdout)
+
+
+class Replay(OptimizerTemplate):
+    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__(params, lr)
+        settings = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps)
+        self.answer, self.t = ANSWERS.get(_key(self.params, settings)), 0
+
+    def step(self):
+        self.t += 1
+        for p, path in zip(self.params, self.answer or []):
+            p.data.copy_(path[self.t - 1])
+
+
+class Adam(OptimizerTemplate):
+    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__(params, lr)
+        self.settings = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps)
+        self.start, self.grads = [p.detach().clone() for p in self.params], []
+        if _graded():
+            SEEN.append(self)
+
+    def step(self):
+        self.grads.append([None if p.grad is None else p.grad.clone() for p in self.params])
+"""
+
+
 def _strip_markers(source: str) -> str:
     """Source without the BEGIN/END SOLUTION marker lines."""
     return "\n".join(line for line in source.splitlines() if "### BEGIN SOLUTION" not in line
@@ -547,6 +626,9 @@ def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, s
         cases["delegates_through_a_closure"] = Case(with_cell("adam", CLOSURE_DELEGATION.strip()), without("adam"),
                                                     flags_contain=["adam called torch.optim.Adam",
                                                                    "(delegation, seen at run time)"])
+        # a second record of the exercise after the probe's run showed the inputs: it writes nothing
+        cases["records_again_after_the_probe"] = Case(with_cell("adam", REPLAY_AFTER_THE_PROBE.strip()),
+                                                      without("adam"), flags_contain=["uses the grader's modules"])
     if assignment == "deeper":
         nb = with_cell("orthogonal_init", DEEPER_DELEGATING["orthogonal_init"].strip())
         cases["delegates_to_torch"] = Case(with_cell("adamw", DEEPER_DELEGATING["adamw"].strip(), nb),

@@ -79,6 +79,9 @@ def read(assignment: str, where: Path) -> nbformat.NotebookNode:
     return nbformat.read(str(where), as_version=4)
 
 
+PLANTED = ("COURSE_DB_PASSWORD", "pw-7c1e9a-planted")  # in the grader's environment while a corpus is graded
+
+
 def grade_corpus(assignment: str, root: Path, canary_dir: Path, names=None, db_url=None, people=NAMES,
                  files=None, **settings) -> dict:
     """Write the corpus to folders, grade it through grading.api, return cases, rows and paths."""
@@ -116,6 +119,7 @@ def grade_corpus(assignment: str, root: Path, canary_dir: Path, names=None, db_u
             json.dump(data, f)
         os.utime(path, (1_700_000_000 + age,) * 2)
     config = GradingSettings(workspace=ws, db_url=db_url, canary_dir=canary_dir, **{**CORPUS_SETTINGS, **settings})
+    os.environ[PLANTED[0]] = PLANTED[1]  # as a database password in the instructor's shell
     try:
         report = api.grade(assignment, subs, config)
         listener.setblocking(False)
@@ -123,6 +127,7 @@ def grade_corpus(assignment: str, root: Path, canary_dir: Path, names=None, db_u
             listener.accept()
     finally:
         listener.close()
+        os.environ.pop(PLANTED[0], None)
     rows = read_csv(ws / f"grades_{assignment}.csv")
     by_name = {row["student_name"] or sid: row for sid, row in rows.items()}
     return {"assignment": assignment, "cases": cases, "rows": by_name, "ids": rows, "ws": ws, "subs": subs,
@@ -244,6 +249,18 @@ def test_autograded_notebooks_show_what_happened(init_corpus):
         (init_corpus["ws"] / "autograded" / "reads_outside_and_network" / "initialization"
          / "initialization.ipynb").read_text())["cells"]])
     assert "network blocked" in escaped and "def judge" not in escaped
+
+
+def test_no_file_of_the_workspace_shows_the_graders_environment(init_corpus):
+    """A variable planted in the grader's environment is in no autograded notebook, feedback page, CSV, LMS file,
+    report or gradebook, though one submission printed every process environment it could read."""
+    sid = init_corpus["rows"]["reads_process_environments"]["student_id"]
+    path = init_corpus["ws"] / "autograded" / sid / "initialization" / "initialization.ipynb"
+    shown = json.dumps([c.get("outputs", []) for c in json.loads(path.read_text())["cells"]])
+    assert "environ of 1 " in shown and "MPLBACKEND=Agg" in shown  # the kernel read its own environment
+    files = [p for p in init_corpus["ws"].rglob("*") if p.is_file()]
+    assert len(files) > 100
+    assert [p for p in files if PLANTED[1].encode() in p.read_bytes()] == []
 
 
 @pytest.mark.parametrize("corpus_name", CORPORA)

@@ -301,6 +301,20 @@ def test_unprivileged_inside_and_outside(shared):
 @pytest.mark.slow
 @needs_root_bwrap
 @needs_cgroups
+def test_the_kernel_knows_no_user_of_the_host(shared):
+    """/etc/passwd and /etc/group name root and the sandbox's user only; no mount shows where they came from."""
+    seen = shared.json("import json, pwd, grp, os\nprint(json.dumps({'users': [u.pw_name for u in pwd.getpwall()], "
+                       "'groups': [g.gr_name for g in grp.getgrall()], 'me': pwd.getpwuid(os.getuid()).pw_name, "
+                       "'mounts': open('/proc/self/mountinfo').read()}))")
+    assert seen["users"] == ["root", "sandbox"] and seen["groups"] == ["root", "sandbox"] and seen["me"] == "sandbox"
+    host_users = {line.split(":")[0] for line in Path("/etc/passwd").read_text().splitlines()} - {"root"}
+    assert host_users and not [line for line in seen["mounts"].splitlines() if " /etc/passwd " in line
+                               and line.split()[3] == "/etc/passwd"]
+
+
+@pytest.mark.slow
+@needs_root_bwrap
+@needs_cgroups
 def test_proc_sys_read_only(shared):
     """Writing a kernel setting fails, and the host's value is unchanged."""
     before = Path("/proc/sys/kernel/core_pattern").read_text()

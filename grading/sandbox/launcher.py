@@ -167,7 +167,7 @@ def default_readonly_paths() -> list[str]:
     import course_lib
 
     paths = ["/usr", sys.base_prefix, sys.prefix, str(Path(course_lib.__file__).resolve().parent)]
-    for etc in ("/etc/ld.so.cache", "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/fonts"):
+    for etc in ("/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf", "/etc/fonts"):  # users: user_files()
         if os.path.exists(etc):
             paths.append(etc)
     return paths
@@ -409,6 +409,13 @@ def _unmount_shared(folder: str) -> bool:
 # ---------------------------------------------------------------- the command
 
 
+def user_files() -> dict[str, bytes]:
+    """/etc/passwd and /etc/group as the kernel sees them: root and the sandbox's user, none of the host's."""
+    return {"/etc/passwd": (f"root:x:0:0:root:/root:/usr/sbin/nologin\n"
+                            f"sandbox:x:{INNER_UID}:{INNER_UID}:sandbox:/tmp:/usr/sbin/nologin\n").encode(),
+            "/etc/group": f"root:x:0:\nsandbox:x:{INNER_UID}:\n".encode()}
+
+
 def _memfd(name: str, data: bytes) -> int:
     """An inheritable in-memory file holding ``data``, positioned at its start."""
     fd = os.memfd_create(name, 0)
@@ -619,7 +626,7 @@ def launch(settings: SandboxSettings, connection_file: str, io_dir: Optional[str
     env = kernel_env(settings)
     writable = [(INNER_RUNTIME, runtime_dir)] + ([(f"{INNER_IO}/results", f"{io_dir}/results")] if io_dir else [])
     readonly = [(p, p) for p in dict.fromkeys(settings.readonly_paths) if os.path.exists(p)]
-    ro_files: dict[str, int] = {}
+    ro_files = {path: _memfd(os.path.basename(path), data) for path, data in user_files().items()}
     if settings.data_dir and os.path.isdir(settings.data_dir):
         readonly.append(("/data", settings.data_dir))
         env["COURSE_DATA"] = "/data"

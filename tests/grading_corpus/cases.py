@@ -150,6 +150,18 @@ class Adam(OptimizerTemplate):
 """
 
 
+# every process environment the kernel can read, and its own (the grader plants a variable in its own)
+READ_ENVIRONMENTS = """import os
+for pid in sorted(p for p in os.listdir('/proc') if p.isdigit()):
+    try:
+        text = open(f'/proc/{pid}/environ', 'rb').read().replace(b'\\0', b' ').decode(errors='replace')
+        print('environ of', pid, text)
+    except OSError as error:
+        print('environ of', pid, 'unreadable:', type(error).__name__)
+print('my environ:', ' '.join(f'{k}={v}' for k, v in os.environ.items()))
+"""
+
+
 def _strip_markers(source: str) -> str:
     """Source without the BEGIN/END SOLUTION marker lines."""
     return "\n".join(line for line in source.splitlines() if "### BEGIN SOLUTION" not in line
@@ -586,6 +598,8 @@ def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, s
         f"if escaped:\n    exec({solutions[last]!r}, globals())\n")
     appended(last, escape, nb)
     cases["reads_outside_and_network"] = Case(nb, without(last), ["blocked:"])
+    cases["reads_process_environments"] = Case(appended(first, READ_ENVIRONMENTS), full,
+                                               ["environ of 1 ", "my environ: "])
     nb = appended(first, MONKEYPATCH, with_cell(last, _stub(stubs[last], "pass")))
     cases["monkeypatch_torch"] = Case(nb, without(last), flags_contain=["torch"])
     # written by a hook while the last test cell runs (a file written at any other time is thrown away)

@@ -256,6 +256,18 @@ TRIPWIRES = textwrap.dedent('''
     attempt("set the code", lambda: setattr(lambda *a, **k: 0, "__code__", ready_code))
     attempt("trace", lambda: sys.settrace(lambda *args: None))  # it would see the probe's frames
     attempt("profile", lambda: sys.setprofile(lambda *args: None))
+    # another audit hook runs inside the tripwires' own work (their code swaps raise events) and could read its frame
+    import _imp
+    import importlib.util
+    import signal
+    attempt("signal handler", lambda: signal.signal(signal.SIGALRM, lambda *args: None))  # runs inside the hook too
+    attempt("plain signal handlers", lambda: signal.signal(signal.SIGINT, signal.signal(signal.SIGINT, signal.SIG_IGN)))
+    attempt("fresh _signal", lambda: _imp.create_builtin(importlib.util.find_spec("_signal")))  # its own signal()
+    attempt("fresh builtin", lambda: importlib.util.module_from_spec(importlib.util.find_spec("_bisect")))
+    heard = []
+    sys.addaudithook(lambda event, args: heard.append(event))  # refused silently (Python drops the exception)
+    sys.audit("course.test.heard")
+    seen["audit hook"] = "refused" if heard == [] else "allowed"
     # PEP 523: a callback before every frame, which may run other code in its place (torch.compile's machinery)
     attempt("frame evaluation", lambda: torch._C._dynamo.eval_frame.set_eval_frame(lambda *args: None))
     seen = {k: v for k, v in seen.items() if not k.endswith(" traceback")}
@@ -352,19 +364,22 @@ def test_tripwires_refuse_delegation_by_any_spelling_and_nothing_else(tmp_path: 
     """Armed before student code, torch.optim reached while the probe runs the student's class, by a computed
     name, sys.modules, the fused kernel (also through torch.ops.aten), a decorator's closure or the garbage
     collector, computes nothing and is recorded; its code, read before the probe, runs nowhere else; its source is
-    not read again; rewriting the tripwires module's names changes nothing. No trace, profile or frame evaluation
-    callback can be installed; the hook's frame from a refusal's traceback shows no variables (its dispatcher
-    overrides stay); a collection's callback while the probe holds the challenge finds torch.optim disarmed; an
-    exercise is recorded once. An honest class, and torch.optim used outside the probe (before and after), are
-    left alone."""
+    not read again; rewriting the tripwires module's names changes nothing. No trace, profile, frame evaluation
+    callback, other audit hook or Python signal handler can be installed (nor a fresh _signal module made); the
+    hook's frame from a refusal's traceback shows no variables (its dispatcher overrides stay); a collection's
+    callback while the probe holds the challenge finds torch.optim disarmed; an exercise is recorded once. An
+    honest class, plain signal handlers, other builtin modules, and torch.optim used outside the probe (before
+    and after), are left alone."""
     seen = _run_probed(RECORDED + TRIPWIRES, tmp_path / "io", make_challenge("optimization", 5))
     assert seen.pop("honest") == {"oracles": [], "errors": []}
+    assert seen.pop("plain signal handlers") == seen.pop("fresh builtin") == "allowed"
     assert seen.pop("hook variables") == []
     assert seen.pop("recorded twice") is False
     assert seen.pop("late") == ["OracleRefused"] * 3
     assert seen.pop("outside after the probe") is True
     for attack in ("gc outside the probe", "read sgd.py", "reload sgd", "copy the code", "marshal the code",
-                   "run the code", "set the code", "trace", "profile", "frame evaluation"):
+                   "run the code", "set the code", "trace", "profile", "frame evaluation", "audit hook",
+                   "signal handler", "fresh _signal"):
         assert seen.pop(attack) == "refused", attack
     assert seen.pop("hook frame") == {"oracles": ["gc.get_objects", "torch._fused_sgd_"],
                                       "errors": [f"OracleRefused: {refusal('torch._fused_sgd_')}"]}

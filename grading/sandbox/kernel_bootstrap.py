@@ -248,10 +248,14 @@ def main(data: dict) -> None:
     probe = sys.modules.get("grading.sandbox.probe")
     if probe is not None:
         sys.modules["debugpy"] = None  # no debugger while grading: it sets a trace function, which the tripwires refuse
-        probe.arm_tripwires()  # before any student code
         challenge, results = os.environ.get(probe.CHALLENGE_ENV), os.environ.get(probe.RESULTS_ENV)
         if challenge and results and os.path.isdir(results):
             guard_grading_files(probe, challenge, results)
+        probe.arm_tripwires()  # before any student code; the last audit hook (it refuses any other after it)
+        from ipykernel.ipkernel import IPythonKernel
+
+        # a cell with top-level await would set a Python SIGINT handler, which the tripwires refuse
+        IPythonKernel._cancel_on_sigint = IPythonKernel._dummy_context_manager
     path = data["connection_file"]
     if data.get("connection") is not None:
         write_connection(data["connection"], path)

@@ -8,7 +8,9 @@ name, ``sys.modules``, a closure, a decorator's cell), reaches code that compute
 objects are kept by an audit hook, which Python cannot remove; every way to run a kept code object again (a new
 function, ``exec``, a copy, marshal, assigning it to another function) is refused for the life of the kernel,
 and so are re-reading their modules from disk, walking the garbage collector, tracing or profiling (a trace
-function sees every frame) and a frame evaluation callback (torch's ``set_eval_frame``, PEP 523). The hook's
+function sees every frame), a frame evaluation callback (torch's ``set_eval_frame``, PEP 523), another audit
+hook (it would run inside this one's work and read its frame: this hook is the last one) and a Python signal
+handler (it runs between any two bytecodes, this hook's too, handed the interrupted frame). The hook's
 own frame, reached through the traceback of something it refused, is shown without its variables. torch's
 fused optimizer kernels are refused at the dispatcher, for every route to them (``torch._fused_adam_``,
 ``torch.ops.aten``, ``torch._C``). An exercise is recorded once per kernel: a second run would meet the same
@@ -30,7 +32,7 @@ from typing import Any, Callable, Iterable
 
 WATCH_EVENT = "course.probe.watch"  # +1 when the probe starts running an exercise's runs, -1 when it is done
 ORACLE_EVENT = "course.probe.oracle"  # sent by a ready implementation while disarmed: (args, kwargs, box)
-EVAL_FRAME_EVENT = "course.eval_frame"  # sent by the stand-in for torch's set_eval_frame: (callback, box)
+STAND_IN_EVENT = "course.stand_in"  # sent by a stand-in for a C function the hook holds: (name, args, box)
 ORACLES_SEEN: set = set()  # names of the ready implementations called while the probe watched
 
 OBJECT_WALKS = ("gc.get_objects", "gc.get_referrers", "gc.get_referents")  # audit events of the gc module
@@ -147,28 +149,43 @@ def refuser_code(fn: types.FunctionType, label: str) -> types.CodeType:
     return namespace["outer"]().__code__
 
 
-def _eval_frame_setter() -> Callable | None:
-    """torch's ``set_eval_frame`` (PEP 523: a callback that runs before every frame and may swap its code)."""
+def _held_functions() -> dict[str, tuple[types.ModuleType, str]]:
+    """C functions that would let Python code run where the hook cannot judge it, by label: (module, name).
+
+    torch's ``set_eval_frame`` (PEP 523: a callback before every frame, which may run other code in its
+    place), ``_signal.signal`` (a Python signal handler runs between any two bytecodes, the hook's too, and
+    is handed the interrupted frame) and ``_imp.create_builtin`` (a fresh ``_signal`` or ``_imp`` module
+    brings fresh originals of the others)."""
+    import _imp
+    import _signal
+
     import torch
 
-    module = getattr(getattr(torch._C, "_dynamo", None), "eval_frame", None)
-    return getattr(module, "set_eval_frame", None)
+    held = {"_signal.signal": (_signal, "signal"), "_imp.create_builtin": (_imp, "create_builtin")}
+    eval_frame = getattr(getattr(torch._C, "_dynamo", None), "eval_frame", None)
+    if getattr(eval_frame, "set_eval_frame", None) is not None:
+        held["set_eval_frame"] = (eval_frame, "set_eval_frame")
+    return held
 
 
-def _guard_eval_frame(original: Callable) -> Callable:
-    """Put a stand-in for torch's ``set_eval_frame`` in its module: the hook lets it switch the callback off,
-    never on. The original is held by the hook only."""
-    import torch
+def _stand_in(label: str) -> types.FunctionType:
+    """A Python function that asks the hook (``STAND_IN_EVENT``) to call the C function ``label`` for it
+    (``_imp.create_builtin`` hands over the spec's name only, read here: the hook reads no student object)."""
+    audit, event = sys.audit, STAND_IN_EVENT
 
-    audit, event = sys.audit, EVAL_FRAME_EVENT
+    if label == "_imp.create_builtin":
+        def stand_in(spec):
+            box: list = []
+            audit(event, label, (spec.name,), box)
+            return box[0]
+    else:
+        def stand_in(*args):
+            box: list = []
+            audit(event, label, args, box)
+            return box[0]
 
-    def set_eval_frame(callback):
-        box: list = []
-        audit(event, callback, box)
-        return box[0]
-
-    torch._C._dynamo.eval_frame.set_eval_frame = set_eval_frame
-    return set_eval_frame
+    stand_in.__name__ = stand_in.__qualname__ = label.rpartition(".")[2]
+    return stand_in
 
 
 def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[str]:
@@ -220,14 +237,28 @@ def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[
     own_code: list = []  # the hook's code: its frames, reached through a refusal's traceback, lose their variables
     code_type, containers, function_type = types.CodeType, (tuple, list, set, frozenset), types.FunctionType
     str_, bytes_, dict_, list_, int_, path_errors = str, bytes, dict, list, int, (OSError, ValueError)
-    handled = frozenset({WATCH_EVENT, ORACLE_EVENT, EVAL_FRAME_EVENT, "function.__new__", "exec", "code.__new__",
-                         "marshal.dumps", "object.__setattr__", "object.__getattr__", "open", "os.link", "os.symlink",
-                         *OBJECT_WALKS, *FRAME_EVENTS})
+    handled = frozenset({WATCH_EVENT, ORACLE_EVENT, STAND_IN_EVENT, "sys.addaudithook", "function.__new__",
+                         "exec", "code.__new__", "marshal.dumps", "object.__setattr__", "object.__getattr__", "open",
+                         "os.link", "os.symlink", *OBJECT_WALKS, *FRAME_EVENTS})
+    # another audit hook would run inside this one's work (a code swap raises an event) and read its frame
+    never_message = types.MappingProxyType({
+        "sys.addaudithook": "audit hooks cannot be added in a graded notebook",
+        **{event: "other frames than your own are not reachable in a graded notebook" for event in always_refused}})
+    never_inside = frozenset(never_message)
     busy: set = set()  # threads inside the hook: its own attribute reads and calls are not judged again
     state = {"depth": 0, "internal": 0, "dispatch": None}
     watched: set = set()  # exercises recorded in this kernel: each once, so its inputs never meet a second run
     gc_enabled, gc_disable, gc_enable = gc.isenabled, gc.disable, gc.enable
-    eval_frame_event, set_eval_frame, eval_frame_code = EVAL_FRAME_EVENT, _eval_frame_setter(), []
+    import signal as signal_module
+    from types import SimpleNamespace
+
+    held = {label: getattr(module, name) for label, (module, name) in _held_functions().items()}
+    stand_ins = {label: _stand_in(label) for label in held}
+    stand_in_event, stand_in_codes = STAND_IN_EVENT, frozenset(id(f.__code__) for f in stand_ins.values())
+    # the only signal handlers: SIG_DFL, SIG_IGN and Python's KeyboardInterrupt (the kernel switches between them)
+    default_int_handler, handlers_type = signal_module.default_int_handler, signal_module.Handlers
+    signals_type, namespace, tuple_, bool_ = signal_module.Signals, SimpleNamespace, tuple, bool
+    fresh_refused = frozenset({"_signal", "_imp"})
 
     def refuse_fused(label: str) -> Callable:
         message = messages[label]
@@ -243,6 +274,8 @@ def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[
     def hook(event: str, args: tuple) -> None:
         if event not in handled:
             return
+        if event in never_inside:  # whoever asks, even inside the hook (whose own work raises none of these)
+            raise refuse(never_message[event])
         me = get_ident()
         if me in busy:
             return
@@ -320,13 +353,27 @@ def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[
                     elif kind is dict_:
                         pending.extend(dict_.keys(value))
                         pending.extend(dict_.values(value))
-            elif event == eval_frame_event:
-                if (not eval_frame_code or getframe(1).f_code is not eval_frame_code[0] or len_(args) != 2
-                        or type_(args[1]) is not list_):
-                    raise refuse("course.eval_frame: reserved to the grader")
-                if args[0] is not None and type_(args[0]) is not bool:  # None, False: torch switching it off
-                    raise refuse("a frame evaluation callback (torch.compile's) is not available in a graded notebook")
-                args[1].append(set_eval_frame(args[0]))
+            elif event == stand_in_event:
+                if (id_(getframe(1).f_code) not in stand_in_codes or len_(args) != 3 or type_(args[1]) is not tuple_
+                        or type_(args[2]) is not list_ or type_(args[0]) is not str_ or args[0] not in held):
+                    raise refuse("course.stand_in: reserved to the grader")
+                label, call, box = args
+                if label == "set_eval_frame":  # None, False: torch switching it off
+                    if len_(call) != 1 or (call[0] is not None and type_(call[0]) is not bool_):
+                        raise refuse("a frame evaluation callback (torch.compile's) is not available in a graded "
+                                     "notebook")
+                elif label == "_signal.signal":  # no student object reaches the C function: it would run here
+                    handler = call[1] if len_(call) == 2 else None
+                    handler = int_(handler) if type_(handler) is handlers_type else handler
+                    if (len_(call) != 2 or not (type_(call[0]) is int_ or type_(call[0]) is signals_type)
+                            or not (handler is default_int_handler or (type_(handler) is int_ and 0 <= handler <= 1))):
+                        raise refuse("a Python signal handler is not available in a graded notebook")
+                    call = (int_(call[0]), handler)
+                else:  # _imp.create_builtin: the name read by the stand-in, a plain namespace handed over
+                    if len_(call) != 1 or type_(call[0]) is not str_ or call[0] in fresh_refused:
+                        raise refuse("a fresh copy of this module is not available in a graded notebook")
+                    call = (namespace(name=call[0]),)
+                box.append(held[label](*call))
             elif event == "object.__setattr__":
                 if len_(args) > 2 and type_(args[1]) is str_ and args[1] == "__code__" and id_(args[2]) in kept_ids:
                     raise refuse("this code runs only as the function it belongs to")
@@ -342,7 +389,7 @@ def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[
                         except RuntimeError:
                             raise refuse("no frame is reachable while torch initializes a layer") from None
             elif event in frame_events:
-                if state["internal"] or event in always_refused:
+                if state["internal"]:
                     raise refuse("other frames than your own are not reachable in a graded notebook")
             elif len_(args) and type_(args[0]) in (str_, bytes_):  # open, os.link, os.symlink
                 text = args[0] if type_(args[0]) is str_ else bytes_.decode(args[0], "utf-8", "surrogateescape")
@@ -363,9 +410,14 @@ def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[
             busy.discard(me)
 
     own_code.append(hook.__code__)
-    if set_eval_frame is not None:
-        eval_frame_code.append(_guard_eval_frame(set_eval_frame).__code__)
     sys.addaudithook(hook)
+    replaced = {id(f): (f, stand_ins[label]) for label, f in held.items()}
+    for module in list(sys.modules.values()):  # the module that defines each, and any that imported it by name
+        names = getattr(module, "__dict__", None)
+        for name, value in list(names.items()) if type(names) is dict else ():
+            pair = replaced.get(id(value))
+            if pair is not None and pair[0] is value:
+                names[name] = pair[1]
     return sorted({o[3] for o in oracles} | {label for _, label in fused})
 
 

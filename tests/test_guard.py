@@ -264,6 +264,11 @@ TRIPWIRES = textwrap.dedent('''
     attempt("plain signal handlers", lambda: signal.signal(signal.SIGINT, signal.signal(signal.SIGINT, signal.SIG_IGN)))
     attempt("fresh _signal", lambda: _imp.create_builtin(importlib.util.find_spec("_signal")))  # its own signal()
     attempt("fresh builtin", lambda: importlib.util.module_from_spec(importlib.util.find_spec("_bisect")))
+    try:  # a subinterpreter has no audit hook of its own (Python reports the refusal as a RuntimeError)
+        __import__("_xxsubinterpreters").create()
+        seen["subinterpreter"] = "allowed"
+    except RuntimeError as error:
+        seen["subinterpreter"] = "refused" if str(error) == "interpreter creation failed" else repr(error)
     heard = []
     sys.addaudithook(lambda event, args: heard.append(event))  # refused silently (Python drops the exception)
     sys.audit("course.test.heard")
@@ -365,7 +370,7 @@ def test_tripwires_refuse_delegation_by_any_spelling_and_nothing_else(tmp_path: 
     name, sys.modules, the fused kernel (also through torch.ops.aten), a decorator's closure or the garbage
     collector, computes nothing and is recorded; its code, read before the probe, runs nowhere else; its source is
     not read again; rewriting the tripwires module's names changes nothing. No trace, profile, frame evaluation
-    callback, other audit hook or Python signal handler can be installed (nor a fresh _signal module made); the
+    callback, other audit hook, Python signal handler or subinterpreter can be made (nor a fresh _signal); the
     hook's frame from a refusal's traceback shows no variables (its dispatcher overrides stay); a collection's
     callback while the probe holds the challenge finds torch.optim disarmed; an exercise is recorded once. An
     honest class, plain signal handlers, other builtin modules, and torch.optim used outside the probe (before
@@ -379,7 +384,7 @@ def test_tripwires_refuse_delegation_by_any_spelling_and_nothing_else(tmp_path: 
     assert seen.pop("outside after the probe") is True
     for attack in ("gc outside the probe", "read sgd.py", "reload sgd", "copy the code", "marshal the code",
                    "run the code", "set the code", "trace", "profile", "frame evaluation", "audit hook",
-                   "signal handler", "fresh _signal"):
+                   "signal handler", "fresh _signal", "subinterpreter"):
         assert seen.pop(attack) == "refused", attack
     assert seen.pop("hook frame") == {"oracles": ["gc.get_objects", "torch._fused_sgd_"],
                                       "errors": [f"OracleRefused: {refusal('torch._fused_sgd_')}"]}

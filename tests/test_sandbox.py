@@ -500,6 +500,28 @@ def test_no_network_to_host(shared):
 @pytest.mark.slow
 @needs_root_bwrap
 @needs_cgroups
+def test_a_grading_kernel_runs_await_and_refuses_python_signal_handlers(tmp_path):
+    """With the probe preloaded (its tripwires armed, as when grading): a cell with top-level await runs, and
+    plain signal handlers may be set, but a Python signal handler and another audit hook may not."""
+    from grading.running.workspace import sandbox_settings
+    from grading.settings import GradingSettings
+
+    preload = sandbox_settings(GradingSettings(workspace=tmp_path / "ws")).preload_modules
+    assert "grading.sandbox.probe" in preload
+    with sandboxed_kernel(tmp_path, preload_modules=preload) as kernel:
+        assert kernel.run("import asyncio\nawait asyncio.sleep(0)\nprint('awaited')") == "awaited\n"
+        code = ("import signal, sys\nprevious = signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                "signal.signal(signal.SIGINT, previous)\nheard = []\nsys.addaudithook(lambda e, a: heard.append(e))\n"
+                "sys.audit('course.test')\nprint('hooks heard', len(heard))\n"
+                "signal.signal(signal.SIGALRM, lambda *args: None)")
+        assert kernel.run(code) == ("hooks heard 0\nERROR PermissionError: a Python signal handler is not "
+                                    "available in a graded notebook")
+        assert kernel.run("print(6 * 7)") == "42\n"
+
+
+@pytest.mark.slow
+@needs_root_bwrap
+@needs_cgroups
 def test_tmpfs_is_sized(shared):
     """Writing more than tmpfs_mb to /tmp fails with ENOSPC; the kernel lives on."""
     out = shared.run("import errno, os\ntry:\n    with open('/tmp/big', 'wb') as f:\n        for _ in range(100):\n"

@@ -9,8 +9,9 @@ objects are kept by an audit hook, which Python cannot remove; every way to run 
 function, ``exec``, a copy, marshal, assigning it to another function) is refused for the life of the kernel,
 and so are re-reading their modules from disk, walking the garbage collector, tracing or profiling (a trace
 function sees every frame), a frame evaluation callback (torch's ``set_eval_frame``, PEP 523), another audit
-hook (it would run inside this one's work and read its frame: this hook is the last one) and a Python signal
-handler (it runs between any two bytecodes, this hook's too, handed the interrupted frame). The hook's
+hook (it would run inside this one's work and read its frame: this hook is the last one), a Python signal
+handler (it runs between any two bytecodes, this hook's too, handed the interrupted frame) and a subinterpreter
+(it has no audit hook). The hook's
 own frame, reached through the traceback of something it refused, is shown without its variables. torch's
 fused optimizer kernels are refused at the dispatcher, for every route to them (``torch._fused_adam_``,
 ``torch.ops.aten``, ``torch._C``). An exercise is recorded once per kernel: a second run would meet the same
@@ -237,12 +238,15 @@ def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[
     own_code: list = []  # the hook's code: its frames, reached through a refusal's traceback, lose their variables
     code_type, containers, function_type = types.CodeType, (tuple, list, set, frozenset), types.FunctionType
     str_, bytes_, dict_, list_, int_, path_errors = str, bytes, dict, list, int, (OSError, ValueError)
-    handled = frozenset({WATCH_EVENT, ORACLE_EVENT, STAND_IN_EVENT, "sys.addaudithook", "function.__new__",
+    handled = frozenset({WATCH_EVENT, ORACLE_EVENT, STAND_IN_EVENT, "sys.addaudithook",
+                         "cpython.PyInterpreterState_New", "function.__new__",
                          "exec", "code.__new__", "marshal.dumps", "object.__setattr__", "object.__getattr__", "open",
                          "os.link", "os.symlink", *OBJECT_WALKS, *FRAME_EVENTS})
     # another audit hook would run inside this one's work (a code swap raises an event) and read its frame
     never_message = types.MappingProxyType({
         "sys.addaudithook": "audit hooks cannot be added in a graded notebook",
+        # a subinterpreter has no audit hook: it would read the implementations' sources
+        "cpython.PyInterpreterState_New": "subinterpreters are not available in a graded notebook",
         **{event: "other frames than your own are not reachable in a graded notebook" for event in always_refused}})
     never_inside = frozenset(never_message)
     busy: set = set()  # threads inside the hook: its own attribute reads and calls are not judged again

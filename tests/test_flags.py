@@ -13,7 +13,7 @@ from grading.course import grade_id, is_solution, release_notebook, source_noteb
 from grading.intake.flags import DELEGATION, DELEGATION_DEPTH, DELEGATION_INIT, LABELS, delegation_label, review_flags
 
 sys.path.insert(0, str(Path(__file__).parent))
-from grading_corpus.cases import colab_round_trip  # noqa: E402
+from grading_corpus.cases import FUSED_DELEGATION, colab_round_trip  # noqa: E402
 from test_metadata import reference_of  # noqa: E402
 
 ASSIGNMENTS = ("initialization", "optimization", "deeper")
@@ -313,6 +313,16 @@ def test_every_route_to_a_ready_implementation_is_flagged(notebooks, gid, source
     cell = _solution_cell(nb, gid)
     cell.source = source
     assert label and f"cell {nb.cells.index(cell)}: {label}" in review_flags(nb, release)
+
+
+def test_a_fused_kernel_named_in_pieces_is_flagged_once(notebooks):
+    """A kernel's name joined at run time gets one flag, naming the kernel as a direct call would."""
+    release, reference = notebooks["optimization"]
+    nb = copy.deepcopy(reference)
+    cell = _solution_cell(nb, "adam")
+    cell.source = FUSED_DELEGATION.strip()
+    fused = [flag for flag in review_flags(nb, release) if "fused" in flag]
+    assert fused == [f"cell {nb.cells.index(cell)}: {delegation_label('torch._fused_adam_')}"]
 
 
 def test_samplers_in_an_initializer_are_no_delegation(notebooks):

@@ -45,7 +45,8 @@ OPTIMIZATION_SUBSET = ("untouched_release", "reference", "displayhook_forgery", 
                        "delegates_to_torch", "monkeypatch_torch", "one_mistake", "optimizer_nan",
                        "forged_evidence_added_cells", "forged_evidence_answer_cell", "touches_evidence",
                        "honest_unusual_style", "delegates_by_a_computed_name", "delegates_through_a_closure",
-                       "records_again_after_the_probe")
+                       "records_again_after_the_probe", "delegates_to_the_fused_kernel",
+                       "delegates_to_the_course_library")
 # The optional assignment: the reference, the release, its common mistakes, delegations, forged results.
 DEEPER_SUBSET = ("untouched_release", "reference", "one_mistake", "lsuv_ignores_biases", "warmup_off_by_one",
                  "orthogonal_without_sign_fix", "delegates_to_torch", "forged_results", "delegates_by_a_computed_name")

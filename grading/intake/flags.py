@@ -494,7 +494,8 @@ class _Visitor(ast.NodeVisitor):
             if self.exercise and "torch.optim" in lowered:
                 self.add(node, DELEGATION)
             elif self.exercise and any(k in lowered for k in DELEGATED_KERNELS):
-                self.add(node, DELEGATION_TEMPLATE.format("torch's fused optimizer kernels"))
+                kernel = re.search("(?:" + "|".join(DELEGATED_KERNELS) + r")\w*", lowered).group()
+                self.add(node, DELEGATION_TEMPLATE.format(f"torch's fused optimizer kernels ({kernel})"))
 
     def visit_BinOp(self, node: ast.BinOp) -> None:
         self._folded(node)

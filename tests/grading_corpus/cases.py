@@ -71,6 +71,38 @@ class Adam(OptimizerTemplate):
 """
 
 
+# Adam computed by torch's fused kernel, its name spelled at run time (no source check names it)
+FUSED_DELEGATION = """
+import torch
+
+class Adam(OptimizerTemplate):
+    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__(params, lr)
+        self.settings = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps)
+        self.kernel = getattr(torch, "_".join(["", "fused", "adam", ""]))
+        self.moments = {p: (torch.zeros_like(p), torch.zeros_like(p), torch.zeros(())) for p in self.params}
+
+    def update_param(self, p):
+        m, v, t = self.moments[p]
+        t += 1
+        self.kernel([p], [p.grad], [m], [v], [], [t], weight_decay=0.0, amsgrad=False, maximize=False,
+                    **self.settings)
+"""
+
+# SGD from the course library's optimizer builder (the training-practice chapter's)
+COURSE_LIBRARY_DELEGATION = """
+from course_lib import practice
+
+class SGD(OptimizerTemplate):
+    def __init__(self, params, lr):
+        super().__init__(params, lr)
+        self.inner = practice.make_optimizer("sgd", self.params, lr, momentum=0.0)
+
+    def step(self):
+        self.inner.step()
+"""
+
+
 # Adam that, graded, keeps the grader's inputs and moves nothing. Right after the probe, while the test cell
 # prints (sys.stdout is the student's), torch.optim armed again computes torch's answers for those inputs and
 # the exercise is recorded a second time with a class that replays them: the grader's gradients do not depend
@@ -640,6 +672,12 @@ def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, s
         cases["delegates_through_a_closure"] = Case(with_cell("adam", CLOSURE_DELEGATION.strip()), without("adam"),
                                                     flags_contain=["adam called torch.optim.Adam",
                                                                    "(delegation, seen at run time)"])
+        cases["delegates_to_the_fused_kernel"] = Case(with_cell("adam", FUSED_DELEGATION.strip()), without("adam"),
+                                                      flags_contain=["adam called torch._fused_adam_",
+                                                                     "(delegation, seen at run time)"])
+        cases["delegates_to_the_course_library"] = Case(
+            with_cell("sgd", COURSE_LIBRARY_DELEGATION.strip()), without("sgd"),
+            flags_contain=["sgd called course_lib.practice.make_optimizer", "(delegation, seen at run time)"])
         # a second record of the exercise after the probe's run showed the inputs: it writes nothing
         cases["records_again_after_the_probe"] = Case(with_cell("adam", REPLAY_AFTER_THE_PROBE.strip()),
                                                       without("adam"), flags_contain=["uses the grader's modules"])

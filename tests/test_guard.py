@@ -269,6 +269,9 @@ TRIPWIRES = textwrap.dedent('''
         seen["subinterpreter"] = "allowed"
     except RuntimeError as error:
         seen["subinterpreter"] = "refused" if str(error) == "interpreter creation failed" else repr(error)
+    import ctypes  # imported by torch before the tripwires were armed
+    attempt("ctypes function", lambda: ctypes.pythonapi.PyFrame_LocalsToFast)  # would write a frame's variables
+    attempt("ctypes memory", lambda: ctypes.c_char.from_address(id(attempt)))
     heard = []
     sys.addaudithook(lambda event, args: heard.append(event))  # refused silently (Python drops the exception)
     sys.audit("course.test.heard")
@@ -370,7 +373,8 @@ def test_tripwires_refuse_delegation_by_any_spelling_and_nothing_else(tmp_path: 
     name, sys.modules, the fused kernel (also through torch.ops.aten), a decorator's closure or the garbage
     collector, computes nothing and is recorded; its code, read before the probe, runs nowhere else; its source is
     not read again; rewriting the tripwires module's names changes nothing. No trace, profile, frame evaluation
-    callback, other audit hook, Python signal handler or subinterpreter can be made (nor a fresh _signal); the
+    callback, other audit hook, Python signal handler or subinterpreter can be made (nor a fresh _signal), nor can
+    ctypes look up a C function or read memory at an address; the
     hook's frame from a refusal's traceback shows no variables (its dispatcher overrides stay); a collection's
     callback while the probe holds the challenge finds torch.optim disarmed; an exercise is recorded once. An
     honest class, plain signal handlers, other builtin modules, and torch.optim used outside the probe (before
@@ -384,7 +388,7 @@ def test_tripwires_refuse_delegation_by_any_spelling_and_nothing_else(tmp_path: 
     assert seen.pop("outside after the probe") is True
     for attack in ("gc outside the probe", "read sgd.py", "reload sgd", "copy the code", "marshal the code",
                    "run the code", "set the code", "trace", "profile", "frame evaluation", "audit hook",
-                   "signal handler", "fresh _signal", "subinterpreter"):
+                   "signal handler", "fresh _signal", "subinterpreter", "ctypes function", "ctypes memory"):
         assert seen.pop(attack) == "refused", attack
     assert seen.pop("hook frame") == {"oracles": ["gc.get_objects", "torch._fused_sgd_"],
                                       "errors": [f"OracleRefused: {refusal('torch._fused_sgd_')}"]}

@@ -10,8 +10,8 @@ function, ``exec``, a copy, marshal, assigning it to another function) is refuse
 and so are re-reading their modules from disk, walking the garbage collector, tracing or profiling (a trace
 function sees every frame), a frame evaluation callback (torch's ``set_eval_frame``, PEP 523), another audit
 hook (it would run inside this one's work and read its frame: this hook is the last one), a Python signal
-handler (it runs between any two bytecodes, this hook's too, handed the interrupted frame) and a subinterpreter
-(it has no audit hook). The hook's
+handler (it runs between any two bytecodes, this hook's too, handed the interrupted frame), a subinterpreter
+(it has no audit hook) and ctypes' audited calls (looking up a C function, memory at an address). The hook's
 own frame, reached through the traceback of something it refused, is shown without its variables. torch's
 fused optimizer kernels are refused at the dispatcher, for every route to them (``torch._fused_adam_``,
 ``torch.ops.aten``, ``torch._C``). An exercise is recorded once per kernel: a second run would meet the same
@@ -38,8 +38,11 @@ ORACLES_SEEN: set = set()  # names of the ready implementations called while the
 
 OBJECT_WALKS = ("gc.get_objects", "gc.get_referrers", "gc.get_referents")  # audit events of the gc module
 # how running code reaches a frame: refused while torch's own code runs a kept implementation for a layer
-FRAME_EVENTS = ("sys._getframe", "sys._current_frames", "sys.settrace", "sys.setprofile", "ctypes.dlsym",
-                "ctypes.dlopen", "ctypes.addressof", "ctypes.call_function", "ctypes.cdata", "ctypes.string_at")
+FRAME_EVENTS = ("sys._getframe", "sys._current_frames", "sys.settrace", "sys.setprofile")
+# ctypes looking up C functions or wrapping memory at an address (a frame's variables, the hook's own): refused once
+# armed; its cast and memmove raise no audit event
+CTYPES_EVENTS = ("ctypes.dlopen", "ctypes.dlsym", "ctypes.dlsym/handle", "ctypes.call_function", "ctypes.cdata",
+                 "ctypes.cdata/buffer", "ctypes.addressof", "ctypes.string_at", "ctypes.wstring_at")
 FRAME_ATTRIBUTES = ("tb_frame", "gi_frame", "cr_frame", "ag_frame")
 
 # the course library's ready implementations (its optimizer helpers also reach torch.optim's)
@@ -241,12 +244,13 @@ def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[
     handled = frozenset({WATCH_EVENT, ORACLE_EVENT, STAND_IN_EVENT, "sys.addaudithook",
                          "cpython.PyInterpreterState_New", "function.__new__",
                          "exec", "code.__new__", "marshal.dumps", "object.__setattr__", "object.__getattr__", "open",
-                         "os.link", "os.symlink", *OBJECT_WALKS, *FRAME_EVENTS})
+                         "os.link", "os.symlink", *OBJECT_WALKS, *FRAME_EVENTS, *CTYPES_EVENTS})
     # another audit hook would run inside this one's work (a code swap raises an event) and read its frame
     never_message = types.MappingProxyType({
         "sys.addaudithook": "audit hooks cannot be added in a graded notebook",
         # a subinterpreter has no audit hook: it would read the implementations' sources
         "cpython.PyInterpreterState_New": "subinterpreters are not available in a graded notebook",
+        **{event: "ctypes is not available in a graded notebook" for event in CTYPES_EVENTS},
         **{event: "other frames than your own are not reachable in a graded notebook" for event in always_refused}})
     never_inside = frozenset(never_message)
     busy: set = set()  # threads inside the hook: its own attribute reads and calls are not judged again

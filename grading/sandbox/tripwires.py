@@ -177,16 +177,12 @@ def _stand_in(label: str) -> types.FunctionType:
     (``_imp.create_builtin`` hands over the spec's name only, read here: the hook reads no student object)."""
     audit, event = sys.audit, STAND_IN_EVENT
 
-    if label == "_imp.create_builtin":
-        def stand_in(spec):
-            box: list = []
-            audit(event, label, (spec.name,), box)
-            return box[0]
-    else:
-        def stand_in(*args):
-            box: list = []
-            audit(event, label, args, box)
-            return box[0]
+    name_only = label == "_imp.create_builtin"
+
+    def stand_in(*args):
+        box: list = []
+        audit(event, label, (args[0].name,) if name_only else args, box)
+        return box[0]
 
     stand_in.__name__ = stand_in.__qualname__ = label.rpartition(".")[2]
     return stand_in
@@ -204,6 +200,7 @@ def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[
     traceback of something it refused, is shown without its variables."""
     import _thread
     import gc
+    import signal as signal_module
 
     import torch
     import torch.nn
@@ -257,15 +254,12 @@ def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[
     state = {"depth": 0, "internal": 0, "dispatch": None}
     watched: set = set()  # exercises recorded in this kernel: each once, so its inputs never meet a second run
     gc_enabled, gc_disable, gc_enable = gc.isenabled, gc.disable, gc.enable
-    import signal as signal_module
-    from types import SimpleNamespace
-
     held = {label: getattr(module, name) for label, (module, name) in _held_functions().items()}
     stand_ins = {label: _stand_in(label) for label in held}
     stand_in_event, stand_in_codes = STAND_IN_EVENT, frozenset(id(f.__code__) for f in stand_ins.values())
     # the only signal handlers: SIG_DFL, SIG_IGN and Python's KeyboardInterrupt (the kernel switches between them)
     default_int_handler, handlers_type = signal_module.default_int_handler, signal_module.Handlers
-    signals_type, namespace, tuple_, bool_ = signal_module.Signals, SimpleNamespace, tuple, bool
+    signals_type, namespace, tuple_, bool_ = signal_module.Signals, types.SimpleNamespace, tuple, bool
     fresh_refused = frozenset({"_signal", "_imp"})
 
     def refuse_fused(label: str) -> Callable:
@@ -394,8 +388,8 @@ def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[
                     if frame.f_code is own_code[0]:
                         try:
                             frame_clear(frame)
-                        except RuntimeError:
-                            raise refuse("no frame is reachable while torch initializes a layer") from None
+                        except RuntimeError:  # still running: its variables are live
+                            raise refuse("the grader's own frame is not reachable in a graded notebook") from None
             elif event in frame_events:
                 if state["internal"]:
                     raise refuse("other frames than your own are not reachable in a graded notebook")

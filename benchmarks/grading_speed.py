@@ -10,7 +10,8 @@ For each assignment, in fresh workspaces that share one canary folder:
   batch), each with a distinct extra cell so nothing is skipped as unchanged;
 - where a submission's time goes (means over that batch, from the report's ``seconds``): nbgrader's
   whole run, of which the time before the first cell (kernel start, nbgrader's set-up), the cells and
-  the time after the last cell (saving), then judging and the feedback page; and the start of an
+  the time after the last cell (saving), the wait for the answer cells alone (``grading.running.alone``,
+  started beside the kernel run) once the kernel run is done, then judging and the feedback page; and the start of an
   autograde process (Python and nbgrader imported; once per 25 submissions).
 Then the initialization batch again with --jobs 2 (``speedup_jobs2``). --quick: the optimization
 assignment only, 2 submissions, no canary, no set-up or alone timing (a CI smoke test). The last line is
@@ -40,7 +41,8 @@ from grading.authoring.release import filled_release  # noqa: E402
 from grading.course import ASSIGNMENTS  # noqa: E402
 from grading.settings import GradingSettings  # noqa: E402
 
-PHASES = ("nbgrader", "before_first_cell", "cells", "after_last_cell", "judging", "feedback")
+PHASES = ("nbgrader", "before_first_cell", "cells", "after_last_cell", "waiting_for_answer_cells_alone", "judging",
+          "feedback")
 
 
 def timed_grade(assignment: str, notebooks: list, root: Path, jobs: int, canary: bool,

@@ -34,6 +34,7 @@ from grading.intake.collect import Submission, collect
 from grading.reports import gradebook, tables
 from grading.reports.class_report import write_class_report
 from grading.reports.feedback import grading_code_lines
+from grading.running import evidence
 from grading.running.canary import run_canary
 from grading.running.local import grade_locally
 from grading.running.submission import (
@@ -305,7 +306,10 @@ def regrade(assignment: str, settings: Optional[GradingSettings] = None, apply: 
         r.adjustments = _adjustments(recorded.get(sid, {}))  # scores set in the formgrader since the last export
         challenge = json.loads((folder / "challenge.json").read_text())
         refused = json.loads((folder / "refused.json").read_text()) if (folder / "refused.json").is_file() else []
-        judged = judging.judge(assignment, challenge, folder, refused)
+        alone = folder / evidence.ALONE  # the answer cells alone (absent in evidence kept before they ran)
+        alone_refused = json.loads((alone / "refused.json").read_text()) if alone.is_dir() else []
+        judged = judging.judge(assignment, challenge, folder, refused, alone if alone.is_dir() else None,
+                               alone_refused)
         for e in exercises:
             after = round(points[e.test_cell] * judged[e.key].fraction, 3)
             before = r.points.get(e.test_cell)

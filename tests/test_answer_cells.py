@@ -9,8 +9,9 @@ import nbformat
 import pytest
 
 from grading.authoring.release import release_path
+from grading.authoring.solutions import nbgrader_cells
 from grading.course import ASSIGNMENTS, grade_id, is_solution
-from grading.intake.answer_cells import NOT_RUN, graded_notebook
+from grading.intake.answer_cells import NOT_RUN, answer_program, graded_notebook
 from grading.running.evidence import KEPT, collect, evidence_dir
 
 
@@ -79,3 +80,44 @@ def test_evidence_keeps_the_test_cells_file_and_nothing_else(tmp_path):
     os.symlink(secret, results / "adam.safetensors")
     collect(tmp_path, "adam")
     assert not (evidence_dir(tmp_path) / "adam.safetensors").exists() and not list(results.iterdir())
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_the_answer_cells_alone_run_the_answers_and_what_they_read(assignment):
+    """The program of the answer cells alone: each answer cell (magics made Python) and the release statements
+    that bind the names the answers read (the reference solutions read torch); no plot, no print, no hidden
+    test, nothing the student added."""
+    release = nbformat.read(str(release_path(assignment)), as_version=4)
+    solutions = nbgrader_cells(assignment, "solution")
+    nb = copy.deepcopy(release)
+    answers = [c for c in nb.cells if is_solution(c) and c.cell_type == "code"]
+    for cell in answers:
+        cell.source = solutions[grade_id(cell)]
+    answers[0].source = "%matplotlib inline\n" + answers[0].source
+    nb.cells.insert(1, nbformat.v4.new_code_cell("import pandas as added"))
+    graded, _ = graded_notebook(nb, release)
+    program = answer_program(graded, release)
+    labels = [cell["label"] for cell in program]
+    assert [label for label in labels if not label.startswith("release cell")] == [grade_id(c) for c in answers]
+    first = program[labels.index(grade_id(answers[0]))]["source"]
+    assert first.startswith("get_ipython().run_line_magic('matplotlib', 'inline')")
+    kept = "\n".join(cell["source"] for cell in program if cell["label"].startswith("release cell"))
+    assert "import torch" in kept
+    assert "name_unfinished_exercises" not in kept and "plot" not in kept and "print(" not in kept
+    assert "pandas" not in kept and "record(" not in kept and "device = try_gpu()" not in kept  # no answer reads it
+
+
+def test_the_answer_cells_alone_get_the_release_variables_they_read():
+    """An answer reading a variable that a release cell assigns gets that assignment, and what it needs."""
+    release = nbformat.read(str(release_path("initialization")), as_version=4)
+    nb = copy.deepcopy(release)
+    answer = next(c for c in nb.cells if is_solution(c) and c.cell_type == "code")
+    answer.source = "def var_init(model, std=0.01):\n    return images.shape, device"
+    graded, _ = graded_notebook(nb, release)
+    kept = "\n".join(cell["source"] for cell in answer_program(graded, release)
+                     if cell["label"].startswith("release cell"))
+    assert kept.splitlines() == [
+        "from course_lib.data import CLASS_NAMES, TRAIN_MEAN, TRAIN_STD, load_fashion_mnist",
+        "from course_lib.device import seed_everything, try_gpu", "device = try_gpu()",
+        "data = load_fashion_mnist(device=device)",
+        "images, labels = (data.train_images[:1024], data.train_labels[:1024])"]

@@ -23,7 +23,7 @@ import pytest
 from conftest import host_listener
 from grading_corpus.cases import build_corpus
 
-from grading import api, grade
+from grading import api, grade, judging
 from grading.authoring.release import release_path
 from grading.course import ASSIGNMENTS, COURSE_ID, EXERCISES, REPO_ROOT, source_notebook
 from grading.reports import lms, similarity, tables
@@ -46,7 +46,7 @@ OPTIMIZATION_SUBSET = ("untouched_release", "reference", "displayhook_forgery", 
                        "forged_evidence_added_cells", "forged_evidence_answer_cell", "touches_evidence",
                        "honest_unusual_style", "delegates_by_a_computed_name", "delegates_through_a_closure",
                        "records_again_after_the_probe", "delegates_to_the_fused_kernel",
-                       "delegates_to_the_course_library")
+                       "delegates_to_the_course_library", "answer_needs_the_notebook")
 # The optional assignment: the reference, the release, its common mistakes, delegations, forged results.
 DEEPER_SUBSET = ("untouched_release", "reference", "one_mistake", "lsuv_ignores_biases", "warmup_off_by_one",
                  "orthogonal_without_sign_fix", "delegates_to_torch", "forged_results", "delegates_by_a_computed_name")
@@ -299,6 +299,16 @@ def test_feedback_lists_properties_with_actionable_messages(opt_corpus):
     assert failed
     for prop in failed:
         assert prop["name"] in page and prop["message"].split(";")[0][:40] in page
+
+
+def test_a_page_says_when_the_answer_cells_alone_earned_less(opt_corpus):
+    """Where the answer cells alone earn less, the page shows that run's verdict: its note says which run it
+    is and names the error once, not again under each failed property."""
+    sid = opt_corpus["rows"]["answer_needs_the_notebook"]["student_id"]
+    page = html.unescape((opt_corpus["ws"] / "feedback" / sid / "optimization" / "optimization.html").read_text())
+    error = "TypeError: 'function' object is not subscriptable"
+    assert page.count(judging.ALONE_NOTE + "your code raised " + error) == 1
+    assert page.count(error) == 1
 
 
 def test_students_with_similar_names_stay_apart(init_corpus):

@@ -37,7 +37,7 @@ import hashlib
 import os
 import random
 from pathlib import Path
-from typing import Dict, Mapping, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 from course_lib.checks import catalogue, initializers
 from course_lib.checks.catalogue import KINDS, expected_tensors, single_thread, verdict_on
@@ -51,7 +51,7 @@ from course_lib.checks.core import (
 )
 
 __all__ = ["make_challenge", "judge", "ExerciseVerdict", "PropertyVerdict", "KINDS", "property_weights",
-           "touched_exercises", "TOUCHED_NOTE", "checks_version"]
+           "touched_exercises", "TOUCHED_NOTE", "checks_version", "lower_of", "ALONE_NOTE"]
 
 CHALLENGE_FORMAT = 1
 
@@ -119,15 +119,42 @@ def touched_exercises(assignment: str, refused: Sequence[Mapping]) -> list[str]:
     return [key for key in KINDS[assignment] if any(n.startswith(f"{key}.safetensors") for n in names)]
 
 
-def judge(assignment: str, challenge: dict, results_dir: Path,
-          refused: Sequence[Mapping] = ()) -> Dict[str, ExerciseVerdict]:
-    """The verdict on every exercise of ``assignment``, keyed by exercise. ``refused``: what the kernel's guard
-    refused (``grading.running.evidence.refused_accesses``): an exercise whose result file it names scores 0,
-    with a review flag."""
-    if challenge.get("assignment") != assignment:
-        raise ValueError(f"the challenge is for {challenge.get('assignment')!r}, not {assignment!r}")
+def _judge_run(assignment: str, challenge: dict, results_dir: Path,
+               refused: Sequence[Mapping]) -> Dict[str, ExerciseVerdict]:
+    """The verdicts on one run's result files; an exercise whose result file the run's guard refused access to
+    scores 0, with a review flag."""
     verdicts = {key: judge_exercise(assignment, key, challenge, Path(results_dir)) for key in KINDS[assignment]}
     for key in touched_exercises(assignment, refused):
         verdicts[key] = failed_verdict(key, property_weights(assignment, key, challenge), TOUCHED_NOTE)
         verdicts[key].review = f"evidence of {key} touched outside the probe (scored 0)"
     return verdicts
+
+
+ALONE_NOTE = "when your answer cells ran on their own (the notebook's other code left out): "
+
+
+def lower_of(key: str, notebook: ExerciseVerdict, alone: ExerciseVerdict) -> ExerciseVerdict:
+    """Of an exercise's verdicts on the notebook run and on the answer cells alone, the one that earns less (the
+    notebook's on a tie); a review flag when the answer cells alone earn less."""
+    if alone.fraction >= notebook.fraction - 1e-9:
+        notebook.review = notebook.review or alone.review
+        return notebook
+    alone.note = ALONE_NOTE + (alone.note or "some of the properties below failed")
+    alone.review = alone.review or (f"{key} earned {notebook.fraction:.0%} in the notebook but {alone.fraction:.0%} "
+                                    "with its answer cells alone (scored the lower)")
+    return alone
+
+
+def judge(assignment: str, challenge: dict, results_dir: Path, refused: Sequence[Mapping] = (),
+          alone_dir: Optional[Path] = None, alone_refused: Sequence[Mapping] = ()) -> Dict[str, ExerciseVerdict]:
+    """The verdict on every exercise of ``assignment``, keyed by exercise. ``refused``: what the kernel's guard
+    refused (``grading.running.evidence.refused_accesses``): an exercise whose result file it names scores 0,
+    with a review flag. ``alone_dir`` and ``alone_refused``: the same of the answer cells alone
+    (``grading.running.alone``); each exercise then keeps the lower of its two verdicts (``lower_of``)."""
+    if challenge.get("assignment") != assignment:
+        raise ValueError(f"the challenge is for {challenge.get('assignment')!r}, not {assignment!r}")
+    verdicts = _judge_run(assignment, challenge, results_dir, refused)
+    if alone_dir is None:
+        return verdicts
+    alone = _judge_run(assignment, challenge, alone_dir, alone_refused)
+    return {key: lower_of(key, verdict, alone[key]) for key, verdict in verdicts.items()}

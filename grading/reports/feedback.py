@@ -470,8 +470,9 @@ def _summary(exercises: Sequence[ExerciseFeedback], notes: Sequence[str], page: 
             share = _num(ex.max_points * float(p.weight) / total)
             verdict = '<span class="pass">passed</span>' if p.passed else '<span class="fail">failed</span>'
             line = f"<li>{verdict}: {_sentence(p.name, page)} ({share} points)"
-            if not p.passed and getattr(p, "message", "") and p.message != note:  # the note says it once
-                line += f"<br>\n{_sentence(p.message, page)}"
+            message = getattr(p, "message", "")
+            if not p.passed and message and message != note and not note.endswith(": " + message):  # said once
+                line += f"<br>\n{_sentence(message, page)}"
             items.append(line + "</li>")
         if items:
             details.append("<ul>\n" + "\n".join(items) + "\n</ul>")

@@ -75,12 +75,28 @@ def collect(io: Path, key: Optional[str]) -> None:
             Path(entry.path).unlink(missing_ok=True)
 
 
+def collect_all(io: Path, keys: list[str]) -> None:
+    """Keep every ``results/<key>.safetensors`` as evidence, then empty ``results/`` (a run with no test cells:
+    the answer cells alone, ``grading.running.alone``)."""
+    results, kept = Path(io) / RESULTS, evidence_dir(io)
+    kept.mkdir(mode=0o700, exist_ok=True)
+    for key in keys:
+        if not _keep(results / f"{key}.safetensors", kept / f"{key}.safetensors"):
+            (kept / f"{key}.safetensors").unlink(missing_ok=True)
+    collect(io, None)
+
+
 MAX_GUARD_BYTES = 1 << 20
 
 
-def keep(io: Path, target: Path, challenge: dict, refused: list[dict]) -> None:
-    """Keep what was judged (the challenge, the evidence files, the refusals) in ``target``, replacing what an
-    earlier grading kept there, so that changed checks can judge it again without running the notebook."""
+ALONE = "alone"  # the kept evidence's subfolder for the answer cells alone (grading.running.alone)
+
+
+def keep(io: Path, target: Path, challenge: dict, refused: list[dict], alone_dir: Optional[Path] = None,
+         alone_refused: Optional[list[dict]] = None) -> None:
+    """Keep what was judged (the challenge, the evidence files, the refusals; those of the answer cells alone in
+    ``ALONE``) in ``target``, replacing what an earlier grading kept there, so that changed checks can judge it
+    again without running the notebook."""
     staging = target.with_name(target.name + ".new")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -88,6 +104,11 @@ def keep(io: Path, target: Path, challenge: dict, refused: list[dict]) -> None:
     (staging / "refused.json").write_text(json.dumps(refused))
     for path in evidence_dir(io).glob("*.safetensors"):
         shutil.copyfile(path, staging / path.name)
+    if alone_dir is not None:
+        (staging / ALONE).mkdir()
+        (staging / ALONE / "refused.json").write_text(json.dumps(alone_refused or []))
+        for path in Path(alone_dir).glob("*.safetensors"):
+            shutil.copyfile(path, staging / ALONE / path.name)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
 

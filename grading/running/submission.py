@@ -33,6 +33,7 @@ from grading.intake.metadata import prepare_submission
 from grading.reports import gradebook, safe_notebook
 from grading.reports.feedback import ExerciseFeedback, compose_feedback, find_leaks
 from grading.running import evidence
+from grading.running.alone import AloneRun
 from grading.running.autograde_one import AutograderPool
 from grading.running.workspace import Workspace, tool_env
 from grading.sandbox import launcher
@@ -208,33 +209,46 @@ def _grade_student(batch: Batch, result: StudentResult, seed: int, feedback: boo
     io = Path(tempfile.mkdtemp(prefix="grade-io-", dir=scratch))
     io.chmod(0o711)  # the sandbox user may pass through to results/, not list or read the rest
     launcher.claim(io)  # no other batch's sweep unmounts results/ before this process has read them
+    alone: Optional[AloneRun] = None  # the answer cells alone (grading.running.alone), beside the kernel run
     try:
         (io / "results").mkdir()
         evidence.evidence_dir(io).mkdir(mode=0o700)
         challenge = judging.make_challenge(ws.assignment, seed)
         (io / "challenge.json").write_text(json.dumps(challenge))
         started = time.perf_counter()
+        alone = AloneRun.start(batch.sandbox, nbformat.read(str(ws.submitted_notebook(student)), as_version=4),
+                               batch.release, exercises_of(ws.assignment), challenge, batch.settings.cell_timeout_s,
+                               batch.settings.submission_timeout_s, tool_env())
         outcome, notes = _execute(batch, student, runtime, io)
         result.seconds = {"nbgrader": time.perf_counter() - started,
                           **_kernel_seconds(ws.autograded_notebook(student), outcome)}
         result.notes += notes
+        alone_dir = alone.wait([e.key for e in exercises_of(ws.assignment)])
+        result.seconds["waiting_for_answer_cells_alone"] = alone.waited_s
+        result.notes += [n for n in alone.notes if n not in result.notes]
         started = time.perf_counter()
         evidence.collect(io, evidence.open_test_cell(io))  # the test cell a time limit stopped
         refused = evidence.refused_accesses(io)
-        judged = judging.judge(ws.assignment, challenge, evidence.evidence_dir(io), refused)
+        judged = judging.judge(ws.assignment, challenge, evidence.evidence_dir(io), refused, alone_dir, alone.refused)
         result.checks = judging.checks_version()
-        evidence.keep(io, ws.kept_evidence(student), challenge, refused)
+        evidence.keep(io, ws.kept_evidence(student), challenge, refused, alone_dir, alone.refused)
         result.seconds["judging"] = time.perf_counter() - started
         result.flags += [v.review for v in judged.values() if v.review and v.review not in result.flags]
-        if refused:
-            shown = "; ".join(f"{r['event']} {', '.join(r['path'])}" for r in refused[:3])
-            result.flags.append(f"the kernel's guard refused {len(refused)} access{'es' if len(refused) != 1 else ''} "
-                                f"to the grader's files outside the probe ({shown}"
-                                + (f"; and {len(refused) - 3} more)" if len(refused) > 3 else ")"))
+        guards = (("the kernel's guard", refused), ("the guard of the answer cells alone", alone.refused))
+        for guard, accesses in guards:
+            if accesses:
+                shown = "; ".join(f"{r['event']} {', '.join(r['path'])}" for r in accesses[:3])
+                result.flags.append(f"{guard} refused {len(accesses)} "
+                                    f"access{'es' if len(accesses) != 1 else ''} to the grader's files outside the "
+                                    f"probe ({shown}" + (f"; and {len(accesses) - 3} more)" if len(accesses) > 3
+                                                         else ")"))
         status = launcher.read_status(io_dir=str(io))
         result.notes += [w for w in status.get("warnings", []) if w not in result.notes]
-        result.memory_mb = launcher.peak_memory_mb(batch.sandbox, io_dir=str(io))
+        memory = [m for m in (launcher.peak_memory_mb(batch.sandbox, io_dir=str(io)), alone.memory_mb) if m]
+        result.memory_mb = max(memory) if memory else None
     finally:
+        if alone is not None:
+            alone.close()
         launcher.cleanup(batch.sandbox, io_dir=str(io))
         shutil.rmtree(runtime, ignore_errors=True)
         shutil.rmtree(io, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""First code of a sandboxed kernel: load the grading modules from memory, then start IPython's kernel.
+"""First code of a sandboxed kernel: load the grading modules from memory, then start IPython's kernel (or, for
+the answer cells alone, ``grading.running.alone``, run them with ``probe.run_answer_cells`` and exit).
 
 The launcher (``grading.sandbox.launcher``) never lets the sandbox see this file or the repository. It writes a
 JSON payload into an inherited memfd: this module's source, the sources of ``preload_modules`` (e.g.
@@ -29,14 +30,16 @@ STUB = (
 )
 
 
-def payload(modules: dict[str, str], connection: Optional[dict], connection_file: str) -> bytes:
-    """The memfd contents: this module's source, ``modules`` (name -> source file) and the connection."""
+def payload(modules: dict[str, str], connection: Optional[dict], connection_file: Optional[str],
+            answers: Optional[dict] = None) -> bytes:
+    """The memfd contents: this module's source, ``modules`` (name -> source file) and the connection; or, for
+    the answer cells alone (``grading.running.alone``), ``answers`` instead of a connection."""
     from pathlib import Path
 
     sources = {name: {"path": str(Path(path).resolve()), "text": Path(path).read_text()}
                for name, path in modules.items()}
     return json.dumps({"bootstrap": Path(__file__).read_text(), "modules": sources,
-                       "connection": connection, "connection_file": connection_file}).encode()
+                       "connection": connection, "connection_file": connection_file, "answers": answers}).encode()
 
 
 def load_modules(sources: dict[str, dict]) -> list[str]:
@@ -252,10 +255,16 @@ def main(data: dict) -> None:
         if challenge and results and os.path.isdir(results):
             guard_grading_files(probe, challenge, results)
         probe.arm_tripwires()  # before any student code; the last audit hook (it refuses any other after it)
+        if data.get("answers") is not None:  # the answer cells alone (grading.running.alone): no kernel
+            answers = data.pop("answers")
+            probe.run_answer_cells(answers["cells"], answers["exercises"], answers["limit_s"])
+            os._exit(0)  # the results are written (each atomically); nothing of the student's runs at exit
         from ipykernel.ipkernel import IPythonKernel
 
         # a cell with top-level await would set a Python SIGINT handler, which the tripwires refuse
         IPythonKernel._cancel_on_sigint = IPythonKernel._dummy_context_manager
+    if data.get("answers") is not None:  # the answer cells alone need the probe: without it, nothing is recorded
+        sys.exit("the answer cells alone need grading.sandbox.probe among the preloaded modules")
     path = data["connection_file"]
     if data.get("connection") is not None:
         write_connection(data["connection"], path)

@@ -30,6 +30,10 @@ launcher's environment; once the kernel is gone and ``IO/results`` has been read
 ``cleanup(settings, io_dir=..., connection_file=...)`` (kills leftovers, removes the cgroup, unmounts
 the two tmpfs: their files are gone after it); ``sweep(settings)`` before a batch removes cgroups and
 tmpfs left by crashed runs; ``preflight(settings)`` checks the host once.
+
+The same launcher runs the answer cells alone (``grading.running.alone``), started by the grader with
+``python -m grading.sandbox.launcher SETTINGS.json --answers``: the same sandbox and limits, in a cgroup and an IO
+folder of its own, with no runtime folder, no kernel and no copies of nbgrader's working files.
 """
 
 from __future__ import annotations
@@ -566,18 +570,20 @@ def _close_fds(keep: list[int]) -> None:
         os.set_inheritable(fd, True)
 
 
-def _exec_unconfined(settings: SandboxSettings, connection_file: str, io_dir: Optional[str], status: dict) -> None:
+def _exec_unconfined(settings: SandboxSettings, connection_file: Optional[str], io_dir: Optional[str], status: dict,
+                     answers: Optional[dict]) -> None:
     """``enabled=False``: the kernel runs as the launcher's user, in a scratch folder, IO at host paths."""
-    workdir = Path(os.environ.get("GRADING_SCRATCH") or Path(connection_file).parent / "work")
+    workdir = Path(os.environ.get("GRADING_SCRATCH")
+                   or (Path(connection_file).parent if connection_file else Path(io_dir or ".")) / "work")
     workdir.mkdir(parents=True, exist_ok=True)
-    for item in _workdir_files():
+    for item in _workdir_files() if answers is None else ():
         shutil.copy(item, workdir / item.name)
     if io_dir:
         os.environ.update(COURSE_GRADING_CHALLENGE=str(Path(io_dir, "challenge.json")),
                           COURSE_GRADING_RESULTS=str(Path(io_dir, "results")))
     os.environ.update(settings.env)
-    fd = _memfd("kernel", kernel_bootstrap.payload(settings.preload_modules, None, connection_file))
-    status_file(io_dir, connection_file).write_text(json.dumps(status))
+    fd = _memfd("kernel", kernel_bootstrap.payload(settings.preload_modules, None, connection_file, answers))
+    status_file(io_dir, connection_file or "").write_text(json.dumps(status))
     os.chdir(workdir)
     _set_limits(settings, nproc=False)
     _redirect_stdio(settings.log_file)
@@ -607,24 +613,31 @@ def _plan_binds(writable: list[tuple[str, str]], readonly: list[tuple[str, str]]
     return binds
 
 
-def launch(settings: SandboxSettings, connection_file: str, io_dir: Optional[str]) -> None:
-    """Set everything up and exec the sandboxed kernel (never returns)."""
-    connection_file = os.path.abspath(connection_file)
-    runtime_dir = os.path.dirname(connection_file)
-    info = json.loads(Path(connection_file).read_text())
+def launch(settings: SandboxSettings, connection_file: Optional[str], io_dir: Optional[str],
+           answers: Optional[dict] = None) -> None:
+    """Set everything up and exec the sandboxed kernel (never returns). With ``answers`` (and no connection
+    file) the process runs the answer cells alone instead (``grading.running.alone``): the same sandbox, with
+    no runtime folder and no kernel."""
+    if (answers is None) == (connection_file is None) or (answers is not None and not io_dir):
+        raise SandboxUnavailable("a kernel needs its connection file; the answer cells alone, an IO folder")
+    connection_file = os.path.abspath(connection_file) if connection_file else None
+    runtime_dir = os.path.dirname(connection_file) if connection_file else None
+    info = json.loads(Path(connection_file).read_text()) if connection_file else None
     status: dict = {"cgroup": None, "uid": os.getuid(), "warnings": []}
     if io_dir:
         Path(io_dir, "results").mkdir(exist_ok=True)
     if not settings.enabled:
-        _exec_unconfined(settings, connection_file, io_dir, status)
+        _exec_unconfined(settings, connection_file, io_dir, status, answers)
     root = os.geteuid() == 0
-    if root and io_dir and os.path.realpath(io_dir).startswith(os.path.realpath(runtime_dir) + os.sep):
+    if (root and io_dir and runtime_dir
+            and os.path.realpath(io_dir).startswith(os.path.realpath(runtime_dir) + os.sep)):
         raise SandboxUnavailable(f"the IO folder {io_dir} must not lie in the runtime folder {runtime_dir}")
     uid, gid = sandbox_ids(settings.user) if root else (os.getuid(), os.getgid())
     name = run_name(io_dir, connection_file)
     has_cgroup = _enter_cgroup(settings, name, status)
     env = kernel_env(settings)
-    writable = [(INNER_RUNTIME, runtime_dir)] + ([(f"{INNER_IO}/results", f"{io_dir}/results")] if io_dir else [])
+    writable = ([(INNER_RUNTIME, runtime_dir)] if runtime_dir else []) + (
+        [(f"{INNER_IO}/results", f"{io_dir}/results")] if io_dir else [])
     readonly = [(p, p) for p in dict.fromkeys(settings.readonly_paths) if os.path.exists(p)]
     ro_files = {path: _memfd(os.path.basename(path), data) for path, data in user_files().items()}
     if settings.data_dir and os.path.isdir(settings.data_dir):
@@ -640,14 +653,15 @@ def launch(settings: SandboxSettings, connection_file: str, io_dir: Optional[str
                                   "runtime and results folders are bound as they are (no size limit, no noexec)")
         binds = {inside: "rw:" + host for inside, host in writable}
         binds.update({inside: host for inside, host in readonly})
-    files = {f"/tmp/work/{item.name}": os.open(item, os.O_RDONLY) for item in _workdir_files()}
+    files = {f"/tmp/work/{item.name}": os.open(item, os.O_RDONLY) for item in _workdir_files()} if info else {}
     if io_dir:
         challenge = Path(io_dir, "challenge.json")
         if challenge.is_file():
             ro_files[f"{INNER_IO}/challenge.json"] = _memfd("challenge", challenge.read_bytes()[: 64 * 2**20])
         env.update(COURSE_GRADING_CHALLENGE=f"{INNER_IO}/challenge.json", COURSE_GRADING_RESULTS=f"{INNER_IO}/results")
-    connection = _inner_connection(info, runtime_dir)
-    fd = _memfd("kernel", kernel_bootstrap.payload(settings.preload_modules, connection, "/tmp/.kernel/kernel.json"))
+    connection = _inner_connection(info, runtime_dir) if info else None
+    fd = _memfd("kernel", kernel_bootstrap.payload(settings.preload_modules, connection,
+                                                   "/tmp/.kernel/kernel.json" if info else None, answers))
     filter_code = seccomp.program()
     seccomp_fds = [] if filter_code is None else [_memfd("seccomp", filter_code)]
     if filter_code is None:
@@ -656,7 +670,7 @@ def launch(settings: SandboxSettings, connection_file: str, io_dir: Optional[str
     command = bwrap_command(settings, binds, files, env, fd, ro_files, *seccomp_fds)
     command[0] = shutil.which("bwrap") or "/usr/bin/bwrap"
     status["uid"] = uid
-    status_file(io_dir, connection_file).write_text(json.dumps(status))
+    status_file(io_dir, connection_file or "").write_text(json.dumps(status))
     _set_limits(settings, nproc=not has_cgroup)
     _redirect_stdio(settings.log_file)
     _close_fds([fd, *files.values(), *ro_files.values(), *seccomp_fds])
@@ -669,11 +683,21 @@ def launch(settings: SandboxSettings, connection_file: str, io_dir: Optional[str
     os.execve(command[0], command, {})
 
 
+ANSWERS_FILE = "answers.json"  # in the IO folder of the answer cells alone: what to run (grading.running.alone)
+
+
 def main(argv: list[str]) -> None:
-    """Kernelspec entry point: ``python -m grading.sandbox.launcher SETTINGS.json CONNECTION_FILE``."""
+    """Kernelspec entry point: ``python -m grading.sandbox.launcher SETTINGS.json CONNECTION_FILE``; and
+    ``python -m grading.sandbox.launcher SETTINGS.json --answers`` for the answer cells alone, which reads
+    ``ANSWERS_FILE`` in the IO folder."""
     settings = SandboxSettings.load(Path(argv[0]))
+    io_dir = os.environ.get(IO_ENV) or None
     try:
-        launch(settings, argv[1], os.environ.get(IO_ENV) or None)
+        if argv[1] == "--answers":
+            if not io_dir:
+                raise SandboxUnavailable(f"the answer cells alone need {IO_ENV}")
+            launch(settings, None, io_dir, json.loads(Path(io_dir, ANSWERS_FILE).read_text()))
+        launch(settings, argv[1], io_dir)
     except SandboxUnavailable as exc:
         sys.exit(f"grading.sandbox.launcher: {exc}")
 

@@ -7,17 +7,25 @@ the outputs to ``$COURSE_GRADING_RESULTS/<exercise>.safetensors``. It holds no s
 verdict: the grader compares the recorded numbers with PyTorch outside the sandbox. It never raises and
 prints nothing; whatever the student's code prints or warns while probed is discarded.
 
+``run_answer_cells`` is the other entry point, for the run of the answer cells alone (``grading.running.alone``):
+a process of its own that runs the release's imports and definitions and the student's answer cells, nothing
+else of the notebook, then records every exercise, all of it inside one watch of the tripwires.
+
 How each kind of exercise is run lives in ``course_lib.checks.runner``, which the notebooks' self-check
 shares; the probe adds the challenge, the results file and the tripwires (``grading.sandbox.tripwires``).
 """
 
 from __future__ import annotations
 
+import _thread
+import ast
+import builtins
 import json
 import os
 import sys
+import time
 import types
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 import torch
 
@@ -103,4 +111,79 @@ def record(exercise: str, obj: Any) -> None:
         _audit(WATCH_EVENT, -1, exercise)
 
 
-__all__ = ["record", "encode_tensor", "decode_tensor", "arm_tripwires", "ORACLES_SEEN", "OracleRefused", "refusal"]
+# --- The answer cells alone: a process of their own, the ready implementations disarmed from before their first line --
+
+ALONE_WATCH = "the answer cells alone"  # the watch run_answer_cells holds to the end of its process
+_interrupt_main, _start_thread, _monotonic, _sleep = _thread.interrupt_main, _thread.start_new_thread, time.monotonic, \
+    time.sleep  # bound now, before any student code
+
+
+class _NoShell:
+    """What ``get_ipython()`` gives answer cells run alone: every magic and shell command does nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def _undefined(name: str) -> Any:
+    """What is recorded for an exercise the answer cells did not define: it raises NameError when run."""
+    def undefined(*args: Any, **kwargs: Any) -> Any:
+        raise NameError(f"name {name!r} is not defined by the answer cells")
+    return undefined
+
+
+def _watchdog(deadline: List[float], limit_s: float) -> None:
+    """Interrupt the main thread when ``deadline[0]`` (a monotonic time) has passed, and again every ``limit_s``
+    seconds until the step ends, as nbgrader does with a cell past its time limit."""
+    while True:
+        _sleep(0.05)
+        if _monotonic() > deadline[0]:
+            deadline[0] = _monotonic() + limit_s
+            _interrupt_main()
+
+
+def run_answer_cells(cells: List[Mapping[str, str]], exercises: List[Mapping[str, str]], limit_s: float) -> None:
+    """Run ``cells`` ({"label", "source"}: the release's imports and definitions, the student's answer cells, in
+    notebook order) statement by statement in one namespace, and ``record`` each exercise ({"key", "name" the
+    answer cell defines, "cell": its label}) right after its answer cell, as its test cell follows it in the
+    notebook; each step stops after ``limit_s`` seconds. The ready implementations compute nothing from before the
+    first statement: this process never ends its watch. A statement that raises is skipped, as a failed cell
+    would be; an exercise it leaves undefined raises NameError when recorded. Never raises."""
+    _audit(WATCH_EVENT, 1, ALONE_WATCH)
+    # bound before the student's code can rebind them (a rebound one could only make this run record less)
+    own_record, undefined, monotonic, run, compile_, is_a = record, _undefined, _monotonic, exec, compile, isinstance
+    deadline = [float("inf")]
+    _start_thread(_watchdog, (deadline, limit_s))
+    shell = _NoShell()
+    namespace: Dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins, "get_ipython": lambda: shell}
+    steps: List[Any] = []
+    for cell in cells:
+        filename = f"<answer cell {cell['label']}>"
+        try:
+            tree = compile(cell["source"], filename, "exec", ast.PyCF_ONLY_AST)
+        except BaseException:  # noqa: B036 - a cell that does not compile runs nothing
+            tree = ast.Module([], [])
+        steps += [(ast.Module([statement], []), filename) for statement in tree.body]
+        steps += [(e["key"], e["name"]) for e in exercises if e["cell"] == cell["label"]]
+    labels = [cell["label"] for cell in cells]
+    steps += [(e["key"], e["name"]) for e in exercises if e["cell"] not in labels]
+    while steps:
+        try:  # an interrupt meant for a step may land in this loop: it only ends that step
+            while steps:
+                what, name = steps.pop(0)  # a statement and its cell's file name, or an exercise and its name
+                deadline[0] = monotonic() + limit_s
+                try:
+                    if is_a(what, ast.Module):
+                        run(compile_(what, name, "exec"), namespace)
+                    else:
+                        own_record(what, namespace[name] if name in namespace else undefined(name))
+                except BaseException:  # noqa: B036 - the student's code may raise anything
+                    pass
+                finally:
+                    deadline[0] = float("inf")
+        except BaseException:  # noqa: B036
+            continue
+
+
+__all__ = ["record", "run_answer_cells", "ALONE_WATCH", "encode_tensor", "decode_tensor", "arm_tripwires",
+           "ORACLES_SEEN", "OracleRefused", "refusal"]

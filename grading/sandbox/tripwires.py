@@ -32,6 +32,9 @@ import types
 from typing import Any, Callable, Iterable
 
 WATCH_EVENT = "course.probe.watch"  # +1 when the probe starts running an exercise's runs, -1 when it is done
+# the private functions that may send it: the probe's record, and its run of the answer cells alone, which
+# watches from before their first line to the end of its process (grading.running.alone)
+WATCHERS = ("record", "run_answer_cells")
 ORACLE_EVENT = "course.probe.oracle"  # sent by a ready implementation while disarmed: (args, kwargs, box)
 STAND_IN_EVENT = "course.stand_in"  # sent by a stand-in for a C function the hook holds: (name, args, box)
 ORACLES_SEEN: set = set()  # names of the ready implementations called while the probe watched
@@ -209,7 +212,7 @@ def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[
     # rewrite this module's names, classes and builtins, and must not get to run inside the hook.
     oracles = tuple((fn, fn.__code__, refuser_code(fn, label), label) for fn, label in ready_implementations())
     by_refuser = types.MappingProxyType({id(o[2]): o for o in oracles})
-    watch_codes = frozenset(id(fn.__code__) for fn in private_functions if fn.__name__ == "record")
+    watch_codes = frozenset(id(fn.__code__) for fn in private_functions if fn.__name__ in WATCHERS)
     private_codes = tuple(fn.__code__ for fn in private_functions)  # held, so that their ids stay theirs
     kept = tuple(o[1] for o in oracles) + tuple(o[2] for o in oracles) + private_codes
     kept_ids = frozenset(id(c) for c in kept)

@@ -51,6 +51,16 @@ blob = "x" * 50_000_000
 for _ in range(48):
     display({"text/plain": blob}, raw=True)"""
 
+# appended to an answer cell: the exercise, run only where the notebook's own variables are there
+NEEDS_THE_NOTEBOOK = """
+notebook_variables = get_ipython().user_ns
+mine = {name}
+
+
+def {name}(*args, **kwargs):
+    notebook_variables["__name__"]
+    return mine(*args, **kwargs)"""
+
 CLOSURE_DELEGATION = """
 import torch
 
@@ -638,6 +648,13 @@ def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, s
     nb = appended(last, CRASHING_RESULT.format(key=key_of(exercises, last)))
     cases["crashing_result_file"] = Case(nb, without(last),
                                          flags_contain=[f"grader error on {key_of(exercises, last)}: RecursionError"])
+
+    # an answer that needs the notebook around it (IPython's namespace): it earns its points in the notebook
+    # and none when its answer cells run alone, where the lower score counts, flagged
+    name = next(e.name for e in exercises if e.solution_cell == last)
+    cases["answer_needs_the_notebook"] = Case(appended(last, NEEDS_THE_NOTEBOOK.format(name=name)), without(last),
+                                              flags_contain=[f"{key_of(exercises, last)} earned 100% in the notebook "
+                                                             "but 0% with its answer cells alone"])
 
     # -- the honest student with one mistake, and the one who delegates
     for name, (gid, mistake) in ONE_MISTAKE[assignment].items():

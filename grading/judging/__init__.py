@@ -49,9 +49,11 @@ from course_lib.checks.core import (
     load_results,
     missing_note,
 )
+from grading.sandbox.tripwires import AGAIN_EVENT
 
 __all__ = ["make_challenge", "judge", "ExerciseVerdict", "PropertyVerdict", "KINDS", "property_weights",
-           "touched_exercises", "TOUCHED_NOTE", "checks_version", "lower_of", "ALONE_NOTE"]
+           "touched_exercises", "TOUCHED_NOTE", "checks_version", "lower_of", "ALONE_NOTE", "recorded_again",
+           "AGAIN_NOTE"]
 
 CHALLENGE_FORMAT = 1
 
@@ -113,6 +115,17 @@ TOUCHED_NOTE = ("your code tried to read or change this exercise's result file o
                 "it scores 0 until your instructor has looked at it")
 
 
+AGAIN_NOTE = ("your code called the grader's probe to record this exercise a second time; it scores 0 until "
+              "your instructor has looked at it")
+
+
+def recorded_again(assignment: str, refused: Sequence[Mapping]) -> list[str]:
+    """The exercises the probe was asked to record a second time in one process (``AGAIN_EVENT`` in the guard's
+    log): only the student's code calls it again."""
+    again = {str(p) for entry in refused if entry.get("event") == AGAIN_EVENT for p in entry.get("path", [])}
+    return [key for key in KINDS[assignment] if key in again]
+
+
 def touched_exercises(assignment: str, refused: Sequence[Mapping]) -> list[str]:
     """The exercises whose result file a refused access named (``<key>.safetensors``, temporary files too)."""
     names = [os.path.basename(str(p)) for entry in refused for p in entry.get("path", [])]
@@ -121,12 +134,16 @@ def touched_exercises(assignment: str, refused: Sequence[Mapping]) -> list[str]:
 
 def _judge_run(assignment: str, challenge: dict, results_dir: Path,
                refused: Sequence[Mapping]) -> Dict[str, ExerciseVerdict]:
-    """The verdicts on one run's result files; an exercise whose result file the run's guard refused access to
-    scores 0, with a review flag."""
+    """The verdicts on one run's result files; an exercise whose result file the run's guard refused access to,
+    or that the probe was asked to record a second time, scores 0, with a review flag."""
     verdicts = {key: judge_exercise(assignment, key, challenge, Path(results_dir)) for key in KINDS[assignment]}
-    for key in touched_exercises(assignment, refused):
+    touched = touched_exercises(assignment, refused)
+    for key in touched:
         verdicts[key] = failed_verdict(key, property_weights(assignment, key, challenge), TOUCHED_NOTE)
         verdicts[key].review = f"evidence of {key} touched outside the probe (scored 0)"
+    for key in (k for k in recorded_again(assignment, refused) if k not in touched):
+        verdicts[key] = failed_verdict(key, property_weights(assignment, key, challenge), AGAIN_NOTE)
+        verdicts[key].review = f"{key} recorded a second time by the notebook's own code (scored 0)"
     return verdicts
 
 

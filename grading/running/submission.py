@@ -37,6 +37,7 @@ from grading.running.alone import AloneRun
 from grading.running.autograde_one import AutograderPool
 from grading.running.workspace import Workspace, tool_env
 from grading.sandbox import launcher
+from grading.sandbox.tripwires import AGAIN_EVENT
 from grading.settings import GradingSettings
 
 
@@ -235,7 +236,8 @@ def _grade_student(batch: Batch, result: StudentResult, seed: int, feedback: boo
         result.seconds["judging"] = time.perf_counter() - started
         result.flags += [v.review for v in judged.values() if v.review and v.review not in result.flags]
         guards = (("the kernel's guard", refused), ("the guard of the answer cells alone", alone.refused))
-        for guard, accesses in guards:
+        for guard, logged in guards:
+            accesses = [entry for entry in logged if entry["event"] != AGAIN_EVENT]  # judged per exercise
             if accesses:
                 shown = "; ".join(f"{r['event']} {', '.join(r['path'])}" for r in accesses[:3])
                 result.flags.append(f"{guard} refused {len(accesses)} "

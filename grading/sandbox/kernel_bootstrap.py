@@ -159,7 +159,7 @@ def guard_grading_files(probe: types.ModuleType, challenge: str, results: str) -
     codes = tuple((fn, fn.__code__) for _, fn in originals + runner_originals if isinstance(fn, types.FunctionType))
     kinds_dict = probe_dict["PROBES"]
     kinds = tuple(kinds_dict.items())
-    positions_of = types.MappingProxyType(dict(GUARDED_EVENTS))
+    positions_of, again_event = types.MappingProxyType(dict(GUARDED_EVENTS)), probe.AGAIN_EVENT
     log = os.open(os.path.join(results, GUARD_LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     getframe, lstat, readlink, getcwd, is_link, write = (sys._getframe, os.lstat, os.readlink, os.getcwd,
                                                          _stat.S_ISLNK, os.write)
@@ -169,6 +169,13 @@ def guard_grading_files(probe: types.ModuleType, challenge: str, results: str) -
     def hook(event: str, args: tuple) -> None:
         positions = positions_of.get(event)
         if positions is None:
+            if event == again_event and getframe(1).f_code is record_code and len_(args) == 1 and \
+                    type_(args[0]) is str_:  # a second record of an exercise: the grader scores it 0
+                try:
+                    write(log, ('{"event": ' + encode_basestring_ascii(event) + ', "path": ['
+                                + encode_basestring_ascii(args[0][:100]) + ']}\n').encode())
+                except os_error:
+                    pass
             return
         paths = []
         for i in positions:

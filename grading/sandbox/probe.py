@@ -32,7 +32,7 @@ import torch
 from course_lib.checks import runner
 from course_lib.checks.runner import INTERRUPTED, RUNNERS, decode_tensor, encode_tensor, error_text
 from grading.sandbox import tripwires
-from grading.sandbox.tripwires import ORACLES_SEEN, WATCH_EVENT, OracleRefused, refusal
+from grading.sandbox.tripwires import AGAIN_EVENT, ORACLES_SEEN, WATCH_EVENT, OracleRefused, refusal
 
 CHALLENGE_ENV, RESULTS_ENV = "COURSE_GRADING_CHALLENGE", "COURSE_GRADING_RESULTS"
 
@@ -68,7 +68,8 @@ def _write(path: str, tensors: Dict[str, torch.Tensor], metadata: Dict[str, str]
 
 def record(exercise: str, obj: Any) -> None:
     """Feed ``obj`` the grader's inputs for ``exercise`` and record its outputs; a no-op outside grading, and
-    for an exercise recorded before in this kernel (the tripwires refuse a second watch of it).
+    for an exercise recorded before in this kernel (the tripwires refuse a second watch of it; the grader hears
+    of it and scores that exercise 0).
 
     It never raises, but for the interrupt that the cell's time limit sends: once the finished runs are
     written, that goes on, so the cell stops (its visible tests would hang the same way) and the next runs.
@@ -76,6 +77,10 @@ def record(exercise: str, obj: Any) -> None:
     try:  # from here on, the ready implementations compute nothing (grading.sandbox.tripwires)
         _audit(WATCH_EVENT, 1, exercise)
     except PermissionError:  # recorded before in this kernel: a second run would meet the same inputs
+        try:  # the guard logs it: the grader scores the exercise 0 (only the student's code records twice)
+            _audit(AGAIN_EVENT, exercise)
+        except BaseException:  # noqa: B036
+            pass
         return
     try:
         errors: Dict[str, str] = {}

@@ -32,6 +32,9 @@ import types
 from typing import Any, Callable, Iterable
 
 WATCH_EVENT = "course.probe.watch"  # +1 when the probe starts running an exercise's runs, -1 when it is done
+# sent by the probe's record when the tripwires refused its watch (the exercise was recorded before in this
+# process): the guard logs it for the grader, which scores that exercise 0 (grading.judging)
+AGAIN_EVENT = "course.probe.again"
 # the private functions that may send it: the probe's record, and its run of the answer cells alone, which
 # watches from before their first line to the end of its process (grading.running.alone)
 WATCHERS = ("record", "run_answer_cells")
@@ -426,4 +429,5 @@ def arm_tripwires(private_functions: Iterable[types.FunctionType] = ()) -> list[
     return sorted({o[3] for o in oracles} | {label for _, label in fused})
 
 
-__all__ = ["arm_tripwires", "refusal", "OracleRefused", "ORACLES_SEEN", "WATCH_EVENT", "ready_implementations"]
+__all__ = ["arm_tripwires", "refusal", "OracleRefused", "ORACLES_SEEN", "WATCH_EVENT", "AGAIN_EVENT",
+           "ready_implementations"]

@@ -695,9 +695,12 @@ def build_corpus(assignment: str, source: NotebookNode, release: NotebookNode, s
         cases["delegates_to_the_course_library"] = Case(
             with_cell("sgd", COURSE_LIBRARY_DELEGATION.strip()), without("sgd"),
             flags_contain=["sgd called course_lib.practice.make_optimizer", "(delegation, seen at run time)"])
-        # a second record of the exercise after the probe's run showed the inputs: it writes nothing
+        # a second record of the exercise after the probe's run showed the inputs: it writes nothing, and the
+        # exercise scores 0 with a flag saying so
         cases["records_again_after_the_probe"] = Case(with_cell("adam", REPLAY_AFTER_THE_PROBE.strip()),
-                                                      without("adam"), flags_contain=["uses the grader's modules"])
+                                                      without("adam"), flags_contain=[
+                                                          "uses the grader's modules",
+                                                          "adam recorded a second time by the notebook's own code"])
     if assignment == "deeper":
         nb = with_cell("orthogonal_init", DEEPER_DELEGATING["orthogonal_init"].strip())
         cases["delegates_to_torch"] = Case(with_cell("adamw", DEEPER_DELEGATING["adamw"].strip(), nb),

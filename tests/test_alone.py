@@ -33,10 +33,13 @@ SGD_IF_REFUSED = textwrap.dedent('''
     if refused == "OracleRefused":
     {reference}
 ''')
-DELEGATING_ADAM = textwrap.dedent('''
+# An Adam that hands its steps to torch.optim.Adam, recorded by the answer cell itself through the driver's own
+# record function (reached by walking up the frames), which then clears the driver's remaining steps.
+FRAME_WALKING_ADAM = textwrap.dedent('''
+    import sys
     import torch
 
-    class Adam:
+    class Delegate:  # no Adam: the driver's own record of it would raise NameError, without the oracle's flag
         def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
             self.ready = torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), eps=eps)
 
@@ -45,6 +48,12 @@ DELEGATING_ADAM = textwrap.dedent('''
 
         def step(self):
             self.ready.step()
+
+    frame = sys._getframe()
+    while frame is not None and "own_record" not in frame.f_locals:
+        frame = frame.f_back
+    frame.f_locals["own_record"]("adam", Delegate)
+    frame.f_locals["steps"].clear()
 ''')
 
 
@@ -60,12 +69,13 @@ def _with_answers(release: nbformat.NotebookNode, answers: dict[str, str]) -> nb
 def test_the_answer_cells_alone_reach_no_ready_implementation(tmp_path):
     """In the run of the answer cells alone, a ready implementation computes nothing from the first statement
     on (in the kernel, only while the probe records), so only an answer's own arithmetic is recorded: the SGD
-    defined where torch.optim.SGD was refused at the top level earns its points, the Adam that hands its
-    steps to torch.optim.Adam none, flagged; the untouched SGDMomentum is "not implemented yet"."""
+    defined where torch.optim.SGD was refused at the top level earns its points; the Adam that hands its steps
+    to torch.optim.Adam none, flagged, though its cell records it itself through the driver's frame; the
+    untouched SGDMomentum is "not implemented yet"."""
     release = nbformat.read(str(release_path("optimization")), as_version=4)
     reference = textwrap.indent(nbgrader_cells("optimization", "solution")["sgd"], "    ")
     graded = _with_answers(release, {"sgd": SGD_IF_REFUSED.format(reference=reference),
-                                     "adam": DELEGATING_ADAM})
+                                     "adam": FRAME_WALKING_ADAM})
     settings = GradingSettings(workspace=tmp_path / "ws")
     challenge = judging.make_challenge("optimization", 11)
     exercises = EXERCISES["optimization"]

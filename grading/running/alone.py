@@ -1,5 +1,6 @@
 """The answer cells alone: the second run of every submission, in a process that holds nothing of the notebook
-but the release's imports and definitions and the student's answer cells.
+but the student's answer cells and the release statements that bind the names they read
+(``grading.intake.answer_cells.answer_program``).
 
 The kernel run (nbgrader) executes the whole notebook, so whatever else the notebook does happens in the process
 that the probe records in. This run is the other half of the evidence. It runs in the same sandbox and limits as

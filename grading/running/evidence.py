@@ -58,8 +58,14 @@ def _keep(source: Path, target: Path) -> bool:
 
 def collect(io: Path, key: Optional[str]) -> None:
     """Keep ``results/<key>.safetensors`` as evidence (when ``key``), then empty ``results/``."""
+    collect_all(io, [key] if key else [])
+
+
+def collect_all(io: Path, keys: list[str]) -> None:
+    """Keep each ``results/<key>.safetensors`` as evidence, then empty ``results/`` (``collect`` of one test cell;
+    all of them for a run with no test cells: the answer cells alone, ``grading.running.alone``)."""
     results, kept = Path(io) / RESULTS, evidence_dir(io)
-    if key:
+    for key in keys:
         if not _keep(results / f"{key}.safetensors", kept / f"{key}.safetensors"):
             (kept / f"{key}.safetensors").unlink(missing_ok=True)  # wrote nothing: no older file stands for it
     try:
@@ -73,17 +79,6 @@ def collect(io: Path, key: Optional[str]) -> None:
             shutil.rmtree(entry.path, ignore_errors=True)
         else:
             Path(entry.path).unlink(missing_ok=True)
-
-
-def collect_all(io: Path, keys: list[str]) -> None:
-    """Keep every ``results/<key>.safetensors`` as evidence, then empty ``results/`` (a run with no test cells:
-    the answer cells alone, ``grading.running.alone``)."""
-    results, kept = Path(io) / RESULTS, evidence_dir(io)
-    kept.mkdir(mode=0o700, exist_ok=True)
-    for key in keys:
-        if not _keep(results / f"{key}.safetensors", kept / f"{key}.safetensors"):
-            (kept / f"{key}.safetensors").unlink(missing_ok=True)
-    collect(io, None)
 
 
 MAX_GUARD_BYTES = 1 << 20

@@ -166,16 +166,19 @@ def guard_grading_files(probe: types.ModuleType, challenge: str, results: str) -
     str_, bytes_, len_, type_, all_, any_, refuse, os_error = (str, bytes, len, type, all, any, PermissionError,
                                                                OSError)
 
+    def log_entry(event: str, paths: list) -> None:  # one JSON line of GUARD_LOG
+        try:
+            write(log, ('{"event": ' + encode_basestring_ascii(event) + ', "path": ['
+                        + ", ".join([encode_basestring_ascii(p) for p in paths]) + "]}\n").encode())
+        except os_error:
+            pass
+
     def hook(event: str, args: tuple) -> None:
         positions = positions_of.get(event)
         if positions is None:
             if event == again_event and getframe(1).f_code is record_code and len_(args) == 1 and \
                     type_(args[0]) is str_:  # a second record of an exercise: the grader scores it 0
-                try:
-                    write(log, ('{"event": ' + encode_basestring_ascii(event) + ', "path": ['
-                                + encode_basestring_ascii(args[0][:100]) + ']}\n').encode())
-                except os_error:
-                    pass
+                log_entry(event, [args[0][:100]])
             return
         paths = []
         for i in positions:
@@ -229,11 +232,7 @@ def guard_grading_files(probe: types.ModuleType, challenge: str, results: str) -
         if (event == "os.rename" and caller.f_code is write_code and caller.f_back is not None
                 and caller.f_back.f_code is record_code and intact):
             return
-        line = '{"event": ' + encode_basestring_ascii(event) + ', "path": ['
-        try:
-            write(log, (line + ", ".join([encode_basestring_ascii(p) for p in paths]) + "]}\n").encode())
-        except os_error:
-            pass
+        log_entry(event, paths)
         raise refuse(event + " " + paths[0] + ": reserved to the grader")
 
     sys.addaudithook(hook)

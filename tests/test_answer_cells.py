@@ -121,3 +121,46 @@ def test_the_answer_cells_alone_get_the_release_variables_they_read():
         "from course_lib.device import seed_everything, try_gpu", "device = try_gpu()",
         "data = load_fashion_mnist(device=device)",
         "images, labels = (data.train_images[:1024], data.train_labels[:1024])"]
+
+
+def test_cells_parse_in_threads_without_cpython_s_shared_depth_counter_failing():
+    """Four threads parsing at once, with finalizers running mid-parse, never fail: two submissions graded in
+    one worker parse their cells in threads (the plain ``ast.parse`` fails here with "AST constructor recursion
+    depth mismatch" within a second on CPython 3.11)."""
+    import sys
+    import threading
+
+    from grading.intake.python_source import parse
+
+    source = "\n".join(f"def f{i}(a, b=[1, (2, 3)]):\n    return [x * y for x in a if (x and (y or z))]"
+                       for i in range(100))
+
+    class Cycle:
+        def __del__(self):
+            sum(range(50))
+
+    failures: list[BaseException] = []
+
+    def parse_while_collecting():
+        for _ in range(15):
+            cycles = [Cycle() for _ in range(50)]
+            for cycle in cycles:
+                cycle.self = cycle  # a garbage collection frees them, running __del__ between two parses' steps
+            del cycles
+            try:
+                assert parse(source) is not None
+            except BaseException as error:  # noqa: BLE001 - any failure is the finding
+                failures.append(error)
+                return
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=parse_while_collecting) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not failures, failures[0]

@@ -28,6 +28,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from grading.course import grade_id, is_solution, is_test
+from grading.intake.python_source import as_python, parse
 
 NOT_RUN = "**Not run while grading** (a cell you added or changed; only the answer cells run):"
 
@@ -105,22 +106,12 @@ def graded_notebook(submission: NotebookNode, release: NotebookNode) -> tuple[No
 DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
-def _python(source: str) -> str:
-    """A cell's source as plain Python (IPython's magics and shell lines become ``get_ipython()`` calls)."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    try:
-        return TransformerManager().transform_cell(source)
-    except Exception:  # noqa: BLE001 - left as written: it fails to compile where it would fail to run
-        return source
-
-
 def _globals_read(source: str) -> set[str]:
     """The global names ``source`` reads, at its top level or inside its functions and classes (their
     parameters and locals left out); empty when it does not compile."""
     try:
         tables = [symtable.symtable(source, "<cell>", "exec")]
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return set()
     names: set[str] = set()
     while tables:
@@ -157,10 +148,8 @@ def _bound(statement: ast.stmt) -> Optional[set[str]]:
 
 
 def _parsed(source: str) -> list[ast.stmt]:
-    try:
-        return ast.parse(_python(source)).body
-    except SyntaxError:
-        return []
+    tree = parse(as_python(source))
+    return tree.body if tree is not None else []
 
 
 def answer_program(graded: NotebookNode, release: NotebookNode) -> list[dict[str, str]]:
@@ -178,7 +167,7 @@ def answer_program(graded: NotebookNode, release: NotebookNode) -> list[dict[str
         if is_solution(cell):
             answer = answers.get(grade_id(cell))
             if answer is not None:
-                source = _python(answer.source)
+                source = as_python(answer.source)
                 plan.append((grade_id(cell), source))
                 needed |= _globals_read(source)
         else:

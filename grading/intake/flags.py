@@ -34,6 +34,7 @@ from typing import Iterable, Iterator, Mapping, Optional
 from nbformat import NotebookNode
 
 from grading.course import EXERCISES, is_locked, is_solution
+from grading.intake.python_source import as_python, parse
 
 DELEGATION_TEMPLATE = "delegates to {} (not allowed; see the instructor docs)"
 DELEGATED_INITIALIZERS = ("xavier_", "kaiming_", "orthogonal")  # torch.nn.init's named initializers
@@ -517,18 +518,6 @@ class _Visitor(ast.NodeVisitor):
         super().generic_visit(node)
 
 
-def _to_python(source: str) -> str:
-    """The cell as plain Python: IPython's magics and shell escapes turned into calls."""
-    try:
-        from IPython.core.inputtransformer2 import TransformerManager
-    except ImportError:  # no IPython: plain Python cells still parse
-        return source
-    try:
-        return TransformerManager().transform_cell(source)
-    except Exception:  # noqa: BLE001 - IPython's transformers raise many kinds of errors on bad input
-        return source
-
-
 def _cell_body(source: str) -> tuple[str, int]:
     """The Python of a cell and the line offset of its body (a %%time-like cell magic runs its body)."""
     lines = source.splitlines()
@@ -542,11 +531,10 @@ def _cell_body(source: str) -> tuple[str, int]:
 def _parse(source: str) -> Optional[tuple[ast.AST, int]]:
     """(tree, line offset) of a cell, line numbers kept where magics transform line by line; None: no parse."""
     body, offset = _cell_body(source)
-    attempts = [body] + ([_to_python(body)] if len(body) <= MAX_TRANSFORM_CHARS else [])
+    attempts = [body] + ([as_python(body)] if len(body) <= MAX_TRANSFORM_CHARS else [])
     for text in attempts:
-        try:
-            tree = ast.parse(text)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
+        tree = parse(text)
+        if tree is None:
             continue
         if text.rstrip("\n").count("\n") != body.rstrip("\n").count("\n"):
             for node in ast.walk(tree):  # line numbers no longer match the cell: findings hold for the cell

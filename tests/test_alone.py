@@ -107,3 +107,36 @@ def test_the_lower_of_the_two_runs_counts():
     assert kept.fraction == 0.0
     assert kept.note == judging.ALONE_NOTE + "NameError: name 'x' is not defined"
     assert kept.review == "adam earned 100% in the notebook but 0% with its answer cells alone (scored the lower)"
+
+
+SWALLOWS_INTERRUPTS = textwrap.dedent('''
+    import time
+    while True:
+        try:
+            time.sleep(0.2)
+        except BaseException:  # a clumsy bare except: the time limit's interrupt is swallowed too
+            pass
+''')
+
+
+@needs_root_bwrap
+def test_a_statement_that_swallows_its_interrupt_ends_the_answer_cells_alone_there(tmp_path):
+    """A statement still running one time limit after its interrupt (its code caught it) ends the run there, as
+    nbgrader stops the notebook, instead of holding the submission to its wall-clock limit: the exercise
+    recorded before it keeps its points, the ones after score 0, and the note says why."""
+    release = nbformat.read(str(release_path("optimization")), as_version=4)
+    solutions = nbgrader_cells("optimization", "solution")
+    graded = _with_answers(release, {**solutions, "sgd_momentum": solutions["sgd_momentum"] + SWALLOWS_INTERRUPTS})
+    settings = GradingSettings(workspace=tmp_path / "ws")
+    challenge = judging.make_challenge("optimization", 12)
+    exercises = EXERCISES["optimization"]
+    run = AloneRun.start(sandbox_settings(settings), graded, release, exercises, challenge, 2, 300, tool_env())
+    try:
+        folder = run.wait([e.key for e in exercises])
+        verdicts = judging.judge("optimization", challenge, folder, run.refused)
+    finally:
+        run.close()
+    assert [note.split(":")[0] for note in run.notes] == ["ERROR"], run.notes
+    assert "past its time limit's interrupt" in run.notes[0] and "stopped there" in run.notes[0]
+    assert verdicts["sgd"].fraction == 1.0
+    assert verdicts["sgd_momentum"].fraction == 0.0 and verdicts["adam"].fraction == 0.0

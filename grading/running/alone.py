@@ -34,6 +34,7 @@ from grading.intake.answer_cells import answer_program
 from grading.running import evidence
 from grading.sandbox import launcher
 from grading.sandbox.launcher import ANSWERS_FILE, IO_ENV, SandboxSettings
+from grading.sandbox.probe import IGNORED_INTERRUPT_EXIT
 
 SETTINGS_FILE = "settings.json"  # in the run's IO folder: the kernel's sandbox settings (nothing secret)
 LOG_FILE = "launcher.log"  # the launcher's own output (why it could not start the sandbox)
@@ -93,7 +94,11 @@ class AloneRun:
         self.memory_mb = launcher.peak_memory_mb(self.sandbox, io_dir=str(self.io))
         status = launcher.read_status(io_dir=str(self.io))
         self.notes += status.get("warnings", [])
-        if code not in (0, None):
+        if code == IGNORED_INTERRUPT_EXIT:
+            self.notes.append("ERROR: a statement of the answer cells alone went on past its time limit's interrupt "
+                              "(its code caught the interrupt) and they were stopped there; the exercises they had "
+                              "not recorded score 0")
+        elif code not in (0, None):
             why = (self.io / LOG_FILE).read_text(errors="replace").strip().splitlines()
             self.notes.append(f"WARNING: the answer cells alone ended with exit status {code}"
                               + (f" ({why[-1][:300]})" if why else ""))

@@ -121,6 +121,7 @@ def record(exercise: str, obj: Any) -> None:
 ALONE_WATCH = "the answer cells alone"  # the watch run_answer_cells holds to the end of its process
 _interrupt_main, _start_thread, _monotonic, _sleep = _thread.interrupt_main, _thread.start_new_thread, time.monotonic, \
     time.sleep  # bound now, before any student code
+_exit = os._exit
 
 
 class _NoShell:
@@ -137,13 +138,20 @@ def _undefined(name: str) -> Any:
     return undefined
 
 
+IGNORED_INTERRUPT_EXIT = 3  # the answer cells alone's exit status when a step outlived its interrupt by limit_s
+
+
 def _watchdog(deadline: List[float], limit_s: float) -> None:
-    """Interrupt the main thread when ``deadline[0]`` (a monotonic time) has passed, and again every ``limit_s``
-    seconds until the step ends, as nbgrader does with a cell past its time limit."""
+    """Interrupt the main thread when ``deadline[0]`` (a monotonic time) has passed, as nbgrader does with a cell
+    past its time limit; when the step is still running ``limit_s`` seconds later (its code swallowed the
+    interrupt), end the process there (in the kernel, every later cell would wait behind it and time out): the
+    exercises not yet recorded score 0. ``deadline[1]``: interrupts sent during the current step."""
     while True:
         _sleep(0.05)
         if _monotonic() > deadline[0]:
-            deadline[0] = _monotonic() + limit_s
+            if deadline[1]:
+                _exit(IGNORED_INTERRUPT_EXIT)
+            deadline[0], deadline[1] = _monotonic() + limit_s, 1
             _interrupt_main()
 
 
@@ -157,7 +165,7 @@ def run_answer_cells(cells: List[Mapping[str, str]], exercises: List[Mapping[str
     _audit(WATCH_EVENT, 1, ALONE_WATCH)
     # bound before the student's code can rebind them (a rebound one could only make this run record less)
     own_record, undefined, monotonic, run, compile_, is_a = record, _undefined, _monotonic, exec, compile, isinstance
-    deadline = [float("inf")]
+    deadline = [float("inf"), 0]  # the current step's time limit, the interrupts sent during it (_watchdog)
     _start_thread(_watchdog, (deadline, limit_s))
     shell = _NoShell()
     namespace: Dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins, "get_ipython": lambda: shell}
@@ -176,7 +184,7 @@ def run_answer_cells(cells: List[Mapping[str, str]], exercises: List[Mapping[str
         try:  # an interrupt meant for a step may land in this loop: it only ends that step
             while steps:
                 what, name = steps.pop(0)  # a statement and its cell's file name, or an exercise and its name
-                deadline[0] = monotonic() + limit_s
+                deadline[1], deadline[0] = 0, monotonic() + limit_s
                 try:
                     if is_a(what, ast.Module):
                         run(compile_(what, name, "exec"), namespace)

@@ -65,6 +65,21 @@ def _with_answers(release: nbformat.NotebookNode, answers: dict[str, str]) -> nb
     return nb
 
 
+def _judged_alone(tmp_path, graded: nbformat.NotebookNode, release: nbformat.NotebookNode, limit_s: float,
+                  timeout_s: float) -> tuple[AloneRun, dict[str, ExerciseVerdict]]:
+    """Run ``graded``'s optimization answer cells alone (each step ``limit_s``, the run ``timeout_s``), judge
+    the run as the grader does, close it; return the run and the verdicts."""
+    challenge = judging.make_challenge("optimization", 11)
+    exercises = EXERCISES["optimization"]
+    run = AloneRun.start(sandbox_settings(GradingSettings(workspace=tmp_path / "ws")), graded, release, exercises,
+                         challenge, limit_s, timeout_s, tool_env())
+    try:
+        folder = run.wait([e.key for e in exercises])
+        return run, judging.judge("optimization", challenge, folder, run.refused)
+    finally:
+        run.close()
+
+
 @needs_root_bwrap
 def test_the_answer_cells_alone_reach_no_ready_implementation(tmp_path):
     """In the run of the answer cells alone, a ready implementation computes nothing from the first statement
@@ -76,16 +91,8 @@ def test_the_answer_cells_alone_reach_no_ready_implementation(tmp_path):
     reference = textwrap.indent(nbgrader_cells("optimization", "solution")["sgd"], "    ")
     graded = _with_answers(release, {"sgd": SGD_IF_REFUSED.format(reference=reference),
                                      "adam": FRAME_WALKING_ADAM})
-    settings = GradingSettings(workspace=tmp_path / "ws")
-    challenge = judging.make_challenge("optimization", 11)
-    exercises = EXERCISES["optimization"]
-    run = AloneRun.start(sandbox_settings(settings), graded, release, exercises, challenge, 30, 120, tool_env())
-    try:
-        folder = run.wait([e.key for e in exercises])
-        verdicts = judging.judge("optimization", challenge, folder, run.refused)
-        assert run.notes == [] and run.refused == []
-    finally:
-        run.close()
+    run, verdicts = _judged_alone(tmp_path, graded, release, limit_s=30, timeout_s=120)
+    assert run.notes == [] and run.refused == []
     assert not run.io.exists()
     assert verdicts["sgd"].fraction == 1.0
     assert verdicts["adam"].fraction == 0.0 and "adam called torch.optim.Adam" in verdicts["adam"].review
@@ -121,21 +128,14 @@ SWALLOWS_INTERRUPTS = textwrap.dedent('''
 
 @needs_root_bwrap
 def test_a_statement_that_swallows_its_interrupt_ends_the_answer_cells_alone_there(tmp_path):
-    """A statement still running one time limit after its interrupt (its code caught it) ends the run there, as
-    nbgrader stops the notebook, instead of holding the submission to its wall-clock limit: the exercise
-    recorded before it keeps its points, the ones after score 0, and the note says why."""
+    """A statement still running one time limit after its interrupt (its code caught it) ends the run there
+    instead of holding the submission to its wall-clock limit: the exercise recorded before it keeps its
+    points, the ones after score 0 (in the kernel, every later cell would wait behind it), and the note says
+    why."""
     release = nbformat.read(str(release_path("optimization")), as_version=4)
     solutions = nbgrader_cells("optimization", "solution")
     graded = _with_answers(release, {**solutions, "sgd_momentum": solutions["sgd_momentum"] + SWALLOWS_INTERRUPTS})
-    settings = GradingSettings(workspace=tmp_path / "ws")
-    challenge = judging.make_challenge("optimization", 12)
-    exercises = EXERCISES["optimization"]
-    run = AloneRun.start(sandbox_settings(settings), graded, release, exercises, challenge, 2, 300, tool_env())
-    try:
-        folder = run.wait([e.key for e in exercises])
-        verdicts = judging.judge("optimization", challenge, folder, run.refused)
-    finally:
-        run.close()
+    run, verdicts = _judged_alone(tmp_path, graded, release, limit_s=2, timeout_s=300)
     assert [note.split(":")[0] for note in run.notes] == ["ERROR"], run.notes
     assert "past its time limit's interrupt" in run.notes[0] and "stopped there" in run.notes[0]
     assert verdicts["sgd"].fraction == 1.0
